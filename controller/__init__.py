@@ -1,0 +1,1 @@
+"""The cluster-wide IP allocator program."""

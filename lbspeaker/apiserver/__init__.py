@@ -1,0 +1,1 @@
+"""Embedded Kubernetes API server: an in-memory API over HTTP for the lab and the tests."""

@@ -1,0 +1,1 @@
+"""The Kubernetes access layer: the only package that imports the kubernetes client."""

@@ -1,0 +1,1 @@
+"""The one-machine lab: network namespaces, an embedded API server, controller and speakers."""

@@ -1,0 +1,1 @@
+"""The node speaker: election, ARP/NDP responder, membership."""
