@@ -1,0 +1,200 @@
+"""The node speaker: turns API state + live membership into the set of VIPs this node answers for.
+
+Two inputs drive it: the API (Services, Nodes, EndpointSlices, config CRs — slow and
+authoritative) and the heartbeat membership (fast; keeps failover working while the API is
+down). Every change marks the state dirty; one worker thread recomputes the pure L2
+assignment and hands the owned set to the responder. The API being unreachable never clears
+state: informers keep their last snapshot.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import logging
+import threading
+from dataclasses import dataclass
+
+from lbspeaker.core.announce import l2_assignments, owned_by
+from lbspeaker.core.config import Config, parse_config
+from lbspeaker.core.errors import ApiError
+from lbspeaker.core.node import NodeInfo, endpoints_from_slices, parse_node
+from lbspeaker.core.service import IPAddress, parse_service
+from lbspeaker.k8s.client import (
+    ENDPOINTSLICES,
+    IPADDRESSPOOLS,
+    L2ADVERTISEMENTS,
+    NODES,
+    SECRETS,
+    SERVICES,
+    JSON,
+    Kube,
+)
+from lbspeaker.k8s.informer import Informer
+from lbspeaker.speaker.membership import Membership
+from lbspeaker.speaker.responder import Responder
+
+log = logging.getLogger(__name__)
+
+SECRET_KEY = "secretkey"
+
+
+@dataclass(frozen=True)
+class SpeakerSettings:
+    """How one speaker runs."""
+
+    node: str
+    """This node's name (the Node object's name)."""
+    interface: str
+    """The LAN interface to answer ARP/NDP on."""
+    namespace: str = "lbspeaker-system"
+    """Where the config CRs and the memberlist Secret live."""
+    secret_name: str = "lbspeaker-memberlist"
+    """Secret holding the shared membership key under 'secretkey'."""
+    membership_port: int = 7946
+    """UDP port of the heartbeat membership."""
+
+
+class Speaker:
+    """Wires informers, membership and the responder around the pure assignment."""
+
+    def __init__(self, kube: Kube, settings: SpeakerSettings) -> None:
+        self.kube = kube
+        self.s = settings
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._config = Config()
+        self._owned: frozenset[IPAddress] = frozenset()
+        self._config_errors: tuple[str, ...] = ()
+        self._peers: dict[str, IPAddress] = {}
+        ns = settings.namespace
+        self.services = Informer(kube, SERVICES, on_event=self._changed)
+        self.nodes = Informer(kube, NODES, on_event=self._changed)
+        self.slices = Informer(kube, ENDPOINTSLICES, on_event=self._changed)
+        self.pools = Informer(kube, IPADDRESSPOOLS, ns, on_event=self._changed)
+        self.l2advs = Informer(kube, L2ADVERTISEMENTS, ns, on_event=self._changed)
+        self.informers = [self.services, self.nodes, self.slices, self.pools, self.l2advs]
+        self.responder = Responder(interface=settings.interface)
+        self.membership: Membership | None = None
+        self._worker = threading.Thread(target=self._loop, name="speaker-reconcile", daemon=True)
+
+    def _changed(self, _kind: str, _obj: JSON) -> None:
+        self._dirty.set()
+
+    def _membership_changed(self, alive: frozenset[str]) -> None:
+        log.info("membership_changed alive=%s", ",".join(sorted(alive)))
+        self._dirty.set()
+
+    def _read_secret(self) -> bytes:
+        deadline = 30
+        for _ in range(deadline * 2):
+            try:
+                sec = self.kube.get(SECRETS, self.s.secret_name, self.s.namespace)
+                raw = (sec.get("data") or {}).get(SECRET_KEY)
+                if raw:
+                    return base64.b64decode(raw)
+                log.warning("memberlist_secret_empty secret=%s/%s", self.s.namespace, self.s.secret_name)
+            except ApiError as err:
+                log.warning(
+                    "memberlist_secret_unreadable secret=%s/%s err=%s",
+                    self.s.namespace,
+                    self.s.secret_name,
+                    err,
+                )
+            if self._stop.wait(0.5):
+                break
+        raise ApiError(f"reading memberlist secret '{self.s.namespace}/{self.s.secret_name}': not available")
+
+    def start(self) -> None:
+        """Start everything; returns once the informers synced."""
+        self.responder.start()
+        for inf in self.informers:
+            inf.start()
+        for inf in self.informers:
+            if not inf.wait_synced(30.0):
+                log.warning("informer_not_synced resource=%s", inf.res.plural)
+        self.membership = Membership(
+            self.s.node,
+            secret=self._read_secret(),
+            port=self.s.membership_port,
+            on_change=self._membership_changed,
+        )
+        self.membership.set_peers(self._peer_addresses())
+        self.membership.start()
+        self._dirty.set()
+        self._worker.start()
+        log.info("speaker_started node=%s interface=%s", self.s.node, self.s.interface)
+
+    def stop(self) -> None:
+        """Stop answering and leave."""
+        self._stop.set()
+        self._dirty.set()
+        for inf in self.informers:
+            inf.stop()
+        if self.membership is not None:
+            self.membership.stop()
+        self.responder.stop()
+
+    def _peer_addresses(self) -> dict[str, IPAddress]:
+        peers: dict[str, IPAddress] = {}
+        for obj in self.nodes.items():
+            n = parse_node(obj)
+            v4 = [a for a in n.addresses if isinstance(a, ipaddress.IPv4Address)]
+            addrs = v4 or list(n.addresses)
+            if addrs and n.name:
+                peers[n.name] = addrs[0]
+        return peers
+
+    def _current_config(self) -> Config:
+        res = parse_config(pools=self.pools.items(), l2_advertisements=self.l2advs.items())
+        errs = tuple(str(e) for e in res.errors)
+        if errs != self._config_errors:
+            for e in errs:
+                log.warning("config_invalid err=%s", e)
+            self._config_errors = errs
+        self._config = res.config
+        return self._config
+
+    def reconcile(self) -> frozenset[IPAddress]:
+        """Recompute what this node owns and hand it to the responder."""
+        nodes: dict[str, NodeInfo] = {}
+        for obj in self.nodes.items():
+            n = parse_node(obj)
+            nodes[n.name] = n
+        peers = self._peer_addresses()
+        if self.membership is not None and peers != self._peers:
+            self.membership.set_peers(peers)
+            self._peers = peers
+        alive = self.membership.alive() if self.membership is not None else None
+        if alive is not None and not self.responder.healthy:
+            alive = alive - {self.s.node}
+        assignments = l2_assignments(
+            services=[parse_service(o) for o in self.services.items()],
+            nodes=nodes,
+            config=self._current_config(),
+            endpoints=endpoints_from_slices(self.slices.items()),
+            alive=alive,
+        )
+        owned = owned_by(self.s.node, assignments)
+        if owned != self._owned:
+            gained, lost = owned - self._owned, self._owned - owned
+            log.info(
+                "ownership_changed node=%s gained=%s lost=%s",
+                self.s.node,
+                ",".join(map(str, sorted(gained, key=str))),
+                ",".join(map(str, sorted(lost, key=str))),
+            )
+            self._owned = owned
+        self.responder.set_owned(owned)
+        return owned
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._dirty.wait(1.0)
+            if self._stop.is_set():
+                return
+            self._dirty.clear()
+            try:
+                self.reconcile()
+            except Exception:  # keep serving the last owned set on a bug
+                log.exception("reconcile_failed node=%s", self.s.node)

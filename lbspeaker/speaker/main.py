@@ -1,0 +1,52 @@
+"""Entry point of the speaker daemon (one per node)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+import click
+
+from lbspeaker.core.errors import LbError
+from lbspeaker.k8s.client import Kube
+from lbspeaker.speaker.daemon import Speaker, SpeakerSettings
+
+
+@click.command()
+@click.option("--node", envvar="LBSPEAKER_NODE_NAME", required=True, help="This node's name.")
+@click.option("--interface", default="eth0", show_default=True, help="LAN interface for ARP/NDP.")
+@click.option("--kubeconfig", envvar="KUBECONFIG", default=None, help="Kubeconfig (default: in-cluster).")
+@click.option("--namespace", default="lbspeaker-system", show_default=True, help="Config namespace.")
+@click.option("--membership-port", default=7946, show_default=True, help="UDP heartbeat port.")
+@click.option("--log-level", default="INFO", show_default=True)
+def main(
+    node: str, interface: str, kubeconfig: str | None, namespace: str, membership_port: int, log_level: str
+) -> None:
+    """Run the lbspeaker speaker on this node."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    done = threading.Event()
+
+    def _term(_sig: int, _frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGINT, _term)
+    try:
+        kube = Kube.from_kubeconfig(kubeconfig)
+        speaker = Speaker(
+            kube,
+            SpeakerSettings(
+                node=node, interface=interface, namespace=namespace, membership_port=membership_port
+            ),
+        )
+        speaker.start()
+    except LbError as err:
+        raise click.ClickException(str(err)) from err
+    done.wait()
+    speaker.stop()
+
+
+if __name__ == "__main__":
+    main()
