@@ -1,0 +1,96 @@
+"""``lbctl lab``: the one-machine lab (network namespaces, no cluster needed)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import click
+
+from lbspeaker.core.errors import LbError
+from lbspeaker.lab import procs
+from lbspeaker.lab.demo import demo
+from lbspeaker.lab.lab import down, up
+from lbspeaker.lab.netns import list_namespaces
+from lbspeaker.lab.topology import Topology
+
+
+def _topo(nodes: int = 3) -> Topology:
+    return Topology(nodes=nodes)
+
+
+def _say(msg: str) -> None:
+    click.echo(msg)
+    sys.stdout.flush()
+
+
+def _root() -> None:
+    if os.geteuid() != 0:
+        raise click.ClickException("the lab builds network namespaces: run it as root")
+
+
+@click.group()
+def lab() -> None:
+    """Build, use and remove the one-machine lab."""
+
+
+@lab.command("up")
+@click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 16), help="Node namespaces.")
+@click.option("--fresh", is_flag=True, help="Forget the API state of an earlier lab.")
+def up_cmd(nodes: int, fresh: bool) -> None:
+    """Build the lab: switch, API server, controller, N nodes with speakers, a client."""
+    _root()
+    topo = _topo(nodes)
+    try:
+        up(topo, say=_say, fresh=fresh)
+    except LbError as err:
+        raise click.ClickException(f"lab up failed (everything built was removed): {err}") from err
+    _say(f"lab is up. export KUBECONFIG={topo.kubeconfig}   # or: lbctl lab kubectl -- get svc -A")
+
+
+@lab.command("down")
+@click.option("--purge", is_flag=True, help="Also delete the saved API state and logs.")
+def down_cmd(purge: bool) -> None:
+    """Stop every lab process and delete every lab namespace (idempotent)."""
+    _root()
+    removed = down(_topo(), purge=purge)
+    _say(f"lab is down ({len(removed)} namespaces removed)")
+
+
+@lab.command("demo")
+@click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 16))
+def demo_cmd(nodes: int) -> None:
+    """Lab up + a pool + a LoadBalancer Service + proof that a client reaches its EXTERNAL-IP."""
+    _root()
+    try:
+        demo(_topo(nodes), say=_say)
+    except LbError as err:
+        raise click.ClickException(f"demo failed: {err}") from err
+
+
+@lab.command("kubectl", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def kubectl_cmd(args: tuple[str, ...]) -> None:
+    """Run kubectl against the lab's API server: lbctl lab kubectl -- get svc -A."""
+    exe = shutil.which("kubectl")
+    if exe is None:
+        raise click.ClickException("kubectl is not installed (apt-get install kubernetes-client)")
+    os.execv(exe, [exe, "--kubeconfig", str(_topo().kubeconfig), *args])
+
+
+@lab.command("status")
+def status_cmd() -> None:
+    """Show lab namespaces and processes."""
+    topo = _topo()
+    _say("namespaces: " + (" ".join(list_namespaces()) or "(none)"))
+    for name, pid in procs.recorded_pids(topo.state_dir).items():
+        _say(f"{name:28} pid {pid:<8} {'running' if procs.alive(pid) else 'exited'}")
+
+
+@lab.command("logs")
+@click.argument("name")
+@click.option("-n", "--lines", default=40, show_default=True)
+def logs_cmd(name: str, lines: int) -> None:
+    """Print the tail of a lab process log (apiserver, controller, speaker-node1, ...)."""
+    _say(procs.log_tail(_topo().state_dir, name, lines))

@@ -1,0 +1,28 @@
+"""lbctl: show and explain lbspeaker, and run its lab."""
+
+from __future__ import annotations
+
+import click
+
+from lbspeaker import __version__
+from lbspeaker.cli.apiserver_cmd import apiserver
+from lbspeaker.cli.lab_cmd import lab
+
+
+@click.group()
+@click.version_option(__version__, prog_name="lbctl")
+def cli() -> None:
+    """lbctl: the lbspeaker command-line tool."""
+
+
+cli.add_command(lab)
+cli.add_command(apiserver)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Bring the whole lab up and down: namespaces, switch, API server, controller, speakers.
+
+Invariants: ``up`` first removes any leftovers of an earlier (possibly crashed) lab; when any
+step fails ``up`` tears down what it built before raising; ``down`` is idempotent.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+from lbspeaker.core.errors import LabError
+from lbspeaker.k8s.client import Kube
+from lbspeaker.lab import bootstrap, procs
+from lbspeaker.lab.netns import add_namespace, delete_namespaces, ip, list_namespaces, sysctl, veth
+from lbspeaker.lab.topology import (
+    API_MGMT,
+    API_PORT,
+    HOST_IF,
+    HOST_MGMT,
+    SWITCH_NS,
+    Topology,
+    kubeconfig_text,
+)
+
+Say = Callable[[str], None]
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+class Steps:
+    """Prints numbered progress lines with timings."""
+
+    def __init__(self, total: int, say: Say) -> None:
+        self.total, self.n, self.say = total, 0, say
+
+    def run(self, title: str, fn: Callable[[], object]) -> None:
+        """Run one step and report it."""
+        self.n += 1
+        t0 = time.monotonic()
+        self.say(f"[{self.n}/{self.total}] {title} ...")
+        fn()
+        self.say(f"[{self.n}/{self.total}] {title}: ok ({time.monotonic() - t0:.1f}s)")
+
+
+def build_network(topo: Topology) -> None:
+    """Namespaces, the LAN bridge, node kube-ipvs0 devices and the host management link."""
+    add_namespace(SWITCH_NS)
+    ip("link", "add", "br0", "type", "bridge", ns=SWITCH_NS)
+    ip("link", "set", "br0", "up", ns=SWITCH_NS)
+    for m in topo.lan_members:
+        add_namespace(m.ns)
+        sysctl(m.ns, "net.ipv6.conf.all.accept_dad", "0")
+        sysctl(m.ns, "net.ipv6.conf.default.accept_dad", "0")
+        veth(m.ns, "eth0", SWITCH_NS, m.switch_port)
+        ip("link", "set", m.switch_port, "master", "br0", ns=SWITCH_NS)
+        ip("addr", "add", str(m.v4), "dev", "eth0", ns=m.ns)
+        ip("addr", "add", str(m.v6), "dev", "eth0", "nodad", ns=m.ns)
+    for m in topo.node_members:
+        # kube-proxy (IPVS mode) stand-in device; strictARP so only the elected speaker answers ARP
+        ip("link", "add", "kube-ipvs0", "type", "bridge", ns=m.ns)
+        ip("link", "set", "kube-ipvs0", "up", ns=m.ns)
+        sysctl(m.ns, "net.ipv4.conf.all.arp_ignore", "1")
+        sysctl(m.ns, "net.ipv4.conf.all.arp_announce", "2")
+    veth(topo.api.ns, "mgmt0", None, HOST_IF)
+    ip("addr", "add", str(API_MGMT), "dev", "mgmt0", ns=topo.api.ns)
+    ip("addr", "add", str(HOST_MGMT), "dev", HOST_IF)
+
+
+def _api_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/readyz", timeout=1.0) as r:
+            return bool(r.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_apiserver(topo: Topology) -> None:
+    """The embedded API server in lbk-api, with state kept across lab restarts."""
+    d = topo.state_dir
+    topo.kubeconfig.write_text(kubeconfig_text(topo.host_url))
+    topo.lan_kubeconfig.write_text(kubeconfig_text(topo.lan_url))
+    pid = procs.spawn(
+        d,
+        "apiserver",
+        topo.api.ns,
+        [
+            "lbspeaker.cli.main",
+            "apiserver",
+            "--listen",
+            f"0.0.0.0:{API_PORT}",
+            "--state",
+            str(d / "api-state.json"),
+        ],
+    )
+    if not procs.wait_until(lambda: _api_ready(topo.host_url) or not procs.alive(pid), 20.0):
+        raise LabError(f"starting the API server: not ready after 20s:\n{procs.log_tail(d, 'apiserver')}")
+    procs.check_alive(d, "apiserver", pid)
+
+
+def start_daemons(topo: Topology) -> None:
+    """Controller in lbk-api; kube-proxy stand-in and speaker on every node."""
+    d, kc = topo.state_dir, str(topo.lan_kubeconfig)
+    started = {
+        "controller": procs.spawn(d, "controller", topo.api.ns, ["controller.main", "--kubeconfig", kc])
+    }
+    for m in topo.node_members:
+        started[f"kube-proxy-{m.name}"] = procs.spawn(
+            d, f"kube-proxy-{m.name}", m.ns, ["lbspeaker.lab.kubeproxy", "--node", m.name, "--kubeconfig", kc]
+        )
+        started[f"speaker-{m.name}"] = procs.spawn(
+            d,
+            f"speaker-{m.name}",
+            m.ns,
+            ["lbspeaker.speaker.main", "--node", m.name, "--interface", "eth0", "--kubeconfig", kc],
+        )
+    time.sleep(1.0)
+    for name, pid in started.items():
+        procs.check_alive(d, name, pid)
+
+
+def up(topo: Topology, *, say: Say = _quiet, fresh: bool = False) -> None:
+    """Build the lab; on failure remove what was built and raise."""
+    steps = Steps(6, say)
+    steps.run("removing leftovers of an earlier lab", lambda: down(topo, purge=fresh))
+    topo.state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        steps.run(f"network namespaces, LAN switch, {topo.nodes} nodes, client", lambda: build_network(topo))
+        steps.run("embedded API server", lambda: start_apiserver(topo))
+        kube = Kube.from_kubeconfig(str(topo.kubeconfig))
+        steps.run("CRDs, memberlist secret, Node objects", lambda: bootstrap.bootstrap(kube, topo))
+        steps.run("controller, speakers, kube-proxy stand-ins", lambda: start_daemons(topo))
+        steps.run("cluster check", lambda: _check(kube, topo))
+    except BaseException:
+        down(topo)
+        raise
+
+
+def _check(kube: Kube, topo: Topology) -> None:
+    from lbspeaker.k8s.client import NODES
+
+    items, _ = kube.list(NODES)
+    if len(items) < topo.nodes:
+        raise LabError(f"cluster check: {len(items)} Node objects, expected {topo.nodes}")
+
+
+def down(topo: Topology, *, purge: bool = False) -> list[str]:
+    """Stop every lab process and delete every lab namespace; idempotent."""
+    procs.stop_recorded(topo.state_dir)
+    removed = delete_namespaces()
+    ip("link", "del", HOST_IF, check=False)  # only left over when an earlier up crashed mid-way
+    procs.reap()
+    if purge and topo.state_dir.exists():
+        shutil.rmtree(topo.state_dir, ignore_errors=True)
+    return removed
+
+
+def is_up() -> bool:
+    """True when lab namespaces exist."""
+    return bool(list_namespaces())

@@ -1,0 +1,116 @@
+"""The lab's fixed shape: names and documentation-range addresses, computed, never stored.
+
+LAN 192.0.2.0/24 + 2001:db8:100::/64 on a bridge in ``lbk-sw``; the API server and the
+controller in ``lbk-api`` (also reachable from the host over a /30 in 198.51.100.0/24);
+nodes ``lbk-node1..N``; a client ``lbk-client``. Pool addresses come from the same LAN.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+API_PORT = 6443
+SWITCH_NS = "lbk-sw"
+API_NS = "lbk-api"
+CLIENT_NS = "lbk-client"
+HOST_IF = "lbk-host"
+HOST_MGMT = ipaddress.IPv4Interface("198.51.100.1/30")
+API_MGMT = ipaddress.IPv4Interface("198.51.100.2/30")
+LAN_V4 = ipaddress.IPv4Network("192.0.2.0/24")
+LAN_V6 = ipaddress.IPv6Network("2001:db8:100::/64")
+POOL_V4 = "192.0.2.200-192.0.2.250"
+
+
+def default_state_dir() -> Path:
+    """Where the lab keeps kubeconfigs, logs, pid files and the API state."""
+    return Path(os.environ.get("LBS_LAB_DIR", "/run/lbspeaker-lab"))
+
+
+@dataclass(frozen=True)
+class Member:
+    """One namespace on the LAN."""
+
+    ns: str
+    name: str
+    host: int
+
+    @property
+    def v4(self) -> ipaddress.IPv4Interface:
+        """Its IPv4 on the LAN."""
+        return ipaddress.IPv4Interface(f"{LAN_V4.network_address + self.host}/{LAN_V4.prefixlen}")
+
+    @property
+    def v6(self) -> ipaddress.IPv6Interface:
+        """Its IPv6 on the LAN."""
+        return ipaddress.IPv6Interface(f"{LAN_V6.network_address + self.host}/{LAN_V6.prefixlen}")
+
+    @property
+    def switch_port(self) -> str:
+        """Its port name on the switch bridge."""
+        return f"p-{self.name}"[:15]
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The whole lab for a number of nodes."""
+
+    nodes: int = 3
+    state_dir: Path = field(default_factory=default_state_dir)
+
+    @property
+    def api(self) -> Member:
+        """The control-plane namespace."""
+        return Member(API_NS, "api", 2)
+
+    @property
+    def client(self) -> Member:
+        """The client namespace."""
+        return Member(CLIENT_NS, "client", 100)
+
+    def node(self, i: int) -> Member:
+        """Node i (1-based)."""
+        return Member(f"lbk-node{i}", f"node{i}", 10 + i)
+
+    @property
+    def node_members(self) -> list[Member]:
+        """All nodes."""
+        return [self.node(i) for i in range(1, self.nodes + 1)]
+
+    @property
+    def lan_members(self) -> list[Member]:
+        """Everything plugged into the switch."""
+        return [self.api, *self.node_members, self.client]
+
+    @property
+    def host_url(self) -> str:
+        """API URL from the host namespace."""
+        return f"http://{API_MGMT.ip}:{API_PORT}"
+
+    @property
+    def lan_url(self) -> str:
+        """API URL from inside the lab."""
+        return f"http://{self.api.v4.ip}:{API_PORT}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """Kubeconfig for the host (kubectl, lbctl)."""
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def lan_kubeconfig(self) -> Path:
+        """Kubeconfig for processes inside the lab."""
+        return self.state_dir / "kubeconfig-lan"
+
+
+def kubeconfig_text(server: str) -> str:
+    """A kubeconfig pointing at a plain-HTTP API server."""
+    return (
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters:\n- name: lbspeaker-lab\n  cluster:\n    server: {server}\n"
+        "users:\n- name: lbspeaker-lab\n  user: {}\n"
+        "contexts:\n- name: lbspeaker-lab\n  context:\n    cluster: lbspeaker-lab\n    user: lbspeaker-lab\n"
+        "current-context: lbspeaker-lab\n"
+    )

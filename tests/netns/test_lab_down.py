@@ -1,0 +1,44 @@
+"""``lbctl lab down`` removes every namespace and process, also after a crashed ``up``; idempotent."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lbspeaker.lab.netns import add_namespace, list_namespaces, pids_in
+
+pytestmark = pytest.mark.netns
+
+
+def _lbctl(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LBS_LAB_DIR": str(tmp_path)}
+    return subprocess.run([sys.executable, "-m", "lbspeaker.cli.main", "lab", *args], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_down_cleans_up_after_a_crashed_up(tmp_path: Path) -> None:
+    # what a crashed `up` leaves: a lab namespace with a process in it, no pid file
+    add_namespace("lbk-node1")
+    sleeper = subprocess.Popen(["ip", "netns", "exec", "lbk-node1", "sleep", "300"], start_new_session=True)
+    try:
+        assert pids_in("lbk-node1")
+        r = _lbctl(tmp_path, "down")
+        assert r.returncode == 0, r.stderr
+        assert list_namespaces() == []
+        assert sleeper.wait(timeout=10) is not None
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+        subprocess.run(["ip", "netns", "del", "lbk-node1"], capture_output=True, check=False)
+
+
+def test_down_is_idempotent(tmp_path: Path) -> None:
+    for _ in range(2):
+        r = _lbctl(tmp_path, "down")
+        assert r.returncode == 0, r.stderr
+        assert "lab is down" in r.stdout
+    assert list_namespaces() == []
