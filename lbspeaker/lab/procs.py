@@ -12,6 +12,9 @@ from pathlib import Path
 from lbspeaker.core.errors import LabError
 from lbspeaker.lab.netns import kill_pids
 
+# Children started by this process; kept so they are reaped (and not warned about) when they exit.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
 
 def spawn(state_dir: Path, name: str, ns: str, args: list[str], *, env: dict[str, str] | None = None) -> int:
     """Start ``python -m ARGS`` inside ns; returns its pid (logs in state_dir/logs/NAME.log)."""
@@ -29,6 +32,7 @@ def spawn(state_dir: Path, name: str, ns: str, args: list[str], *, env: dict[str
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
+    _CHILDREN[proc.pid] = proc
     (pids / f"{name}.pid").write_text(str(proc.pid))
     return proc.pid
 
@@ -44,9 +48,9 @@ def alive(pid: int) -> bool:
 
 def reap() -> None:
     """Collect exited children so they do not linger as zombies."""
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
+    for pid, proc in list(_CHILDREN.items()):
+        if proc.poll() is not None:
+            del _CHILDREN[pid]
 
 
 def check_alive(state_dir: Path, name: str, pid: int) -> None:
@@ -79,6 +83,9 @@ def stop_recorded(state_dir: Path) -> None:
     """Stop every recorded lab process and forget it."""
     pids = recorded_pids(state_dir)
     kill_pids([p for p in pids.values() if alive(p)])
+    for proc in list(_CHILDREN.values()):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
     reap()
     for name in pids:
         with contextlib.suppress(OSError):
