@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from lbspeaker.core.errors import ApiError, LabError
-from lbspeaker.k8s.client import CRDS, NODES, SECRETS, SERVICES, JSON, Kube, apply
+from lbspeaker.k8s.client import CRDS, JSON, NODES, SECRETS, SERVICES, Kube, apply
 from lbspeaker.lab.topology import Topology
 
 REPO = Path(__file__).resolve().parents[2]

@@ -98,7 +98,8 @@ def demo(topo: Topology, *, say: Say) -> None:
         say(f"    default/demo EXTERNAL-IP {', '.join(ips)}")
 
     steps.run("sample IPAddressPool + L2Advertisement (config/samples/lab.yaml)", pool)
-    steps.run("LoadBalancer Service default/demo (kubectl create service loadbalancer demo --tcp=80:8080)", service)
+    steps.run("LoadBalancer Service default/demo (kubectl create service loadbalancer demo --tcp=80:8080)",
+              service)
     steps.run("controller assigns an EXTERNAL-IP", external_ip)
     answer: list[str] = []
     steps.run(

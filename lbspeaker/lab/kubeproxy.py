@@ -20,7 +20,7 @@ import click
 from pyroute2 import IPRoute
 
 from lbspeaker.core.service import IPAddress, parse_service
-from lbspeaker.k8s.client import SERVICES, JSON, Kube
+from lbspeaker.k8s.client import JSON, SERVICES, Kube
 from lbspeaker.k8s.informer import Informer
 
 log = logging.getLogger(__name__)

@@ -23,11 +23,11 @@ from lbspeaker.core.service import IPAddress, parse_service
 from lbspeaker.k8s.client import (
     ENDPOINTSLICES,
     IPADDRESSPOOLS,
+    JSON,
     L2ADVERTISEMENTS,
     NODES,
     SECRETS,
     SERVICES,
-    JSON,
     Kube,
 )
 from lbspeaker.k8s.informer import Informer
@@ -139,7 +139,7 @@ class Speaker:
         peers: dict[str, IPAddress] = {}
         for obj in self.nodes.items():
             n = parse_node(obj)
-            v4 = [a for a in n.addresses if isinstance(a, ipaddress.IPv4Address)]
+            v4: list[IPAddress] = [a for a in n.addresses if isinstance(a, ipaddress.IPv4Address)]
             addrs = v4 or list(n.addresses)
             if addrs and n.name:
                 peers[n.name] = addrs[0]
