@@ -230,10 +230,12 @@ class Kube:
         )
         return out
 
-    def delete(self, res: Resource, name: str, namespace: str | None = None) -> None:
-        """Delete an object; a missing object is not an error."""
+    def delete(self, res: Resource, name: str, namespace: str | None = None, *,
+               resource_version: str | None = None) -> None:
+        """Delete an object (only at resource_version, if given); a missing object is not an error."""
+        body = {"preconditions": {"resourceVersion": resource_version}} if resource_version else None
         try:
-            self.request("DELETE", res.path(namespace=namespace, name=name))
+            self.request("DELETE", res.path(namespace=namespace, name=name), body=body)
         except NotFoundError:
             pass
 

@@ -14,8 +14,11 @@ import ipaddress
 import logging
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 
-from lbspeaker.core.announce import l2_assignments, owned_by
+from prometheus_client import CollectorRegistry
+
+from lbspeaker.core.announce import L2Assignment, l2_assignments, owned_by
 from lbspeaker.core.config import Config, parse_config
 from lbspeaker.core.errors import ApiError
 from lbspeaker.core.node import NodeInfo, endpoints_from_slices, parse_node
@@ -31,7 +34,10 @@ from lbspeaker.k8s.client import (
     Kube,
 )
 from lbspeaker.k8s.informer import Informer
+from lbspeaker.runtime.endpoint import Endpoint
+from lbspeaker.speaker.l2status import L2Record, StatusPublisher, now
 from lbspeaker.speaker.membership import Membership
+from lbspeaker.speaker.metrics import SpeakerCollector
 from lbspeaker.speaker.responder import Responder
 
 log = logging.getLogger(__name__)
@@ -53,6 +59,8 @@ class SpeakerSettings:
     """Secret holding the shared membership key under 'secretkey'."""
     membership_port: int = 7946
     """UDP port of the heartbeat membership."""
+    metrics_port: int = 7472
+    """HTTP port of /metrics, /healthz and /readyz (0 = off)."""
 
 
 class Speaker:
@@ -75,11 +83,25 @@ class Speaker:
         self.l2advs = Informer(kube, L2ADVERTISEMENTS, ns, on_event=self._changed)
         self.informers = [self.services, self.nodes, self.slices, self.pools, self.l2advs]
         self.responder = Responder(interface=settings.interface)
+        self.responder.on_conflict = self._conflict
         self.membership: Membership | None = None
+        self.publisher = StatusPublisher(kube, node=settings.node, namespace=ns)
+        self._since: dict[str, datetime] = {}
+        self._ip_services: dict[IPAddress, tuple[str, ...]] = {}
+        self.endpoint: Endpoint | None = None
         self._worker = threading.Thread(target=self._loop, name="speaker-reconcile", daemon=True)
 
     def _changed(self, _kind: str, _obj: JSON) -> None:
         self._dirty.set()
+
+    def _conflict(self, ip: IPAddress, mac: str) -> None:
+        """Another MAC answers for an IP we announce: metric (responder) + Warning Event."""
+        for key in self._ip_services.get(ip, ()):
+            self.publisher.warn(key, reason="DuplicateAnnouncer",
+                                message=f"node {self.s.node} announces {ip} but {mac} answers for it too")
+
+    def _ready(self) -> bool:
+        return all(i.synced for i in self.informers) and self.responder.healthy
 
     def _membership_changed(self, alive: frozenset[str]) -> None:
         log.info("membership_changed alive=%s", ",".join(sorted(alive)))
@@ -121,6 +143,15 @@ class Speaker:
         )
         self.membership.set_peers(self._peer_addresses())
         self.membership.start()
+        self.publisher.start()
+        if self.s.metrics_port:
+            self.endpoint = Endpoint("0.0.0.0", self.s.metrics_port, ready=self._ready,
+                                     registry=CollectorRegistry())
+            m = self.membership
+            self.endpoint.registry.register(SpeakerCollector(
+                node=self.s.node, interface=self.s.interface, responder_stats=lambda: self.responder.stats,
+                membership_stats=m.stats, alive=lambda: len(m.alive())))
+            self.endpoint.start()
         self._dirty.set()
         self._worker.start()
         log.info("speaker_started node=%s interface=%s", self.s.node, self.s.interface)
@@ -134,6 +165,9 @@ class Speaker:
         if self.membership is not None:
             self.membership.stop()
         self.responder.stop()
+        self.publisher.stop()
+        if self.endpoint is not None:
+            self.endpoint.stop()
 
     def _peer_addresses(self) -> dict[str, IPAddress]:
         peers: dict[str, IPAddress] = {}
@@ -176,6 +210,8 @@ class Speaker:
             alive=alive,
         )
         owned = owned_by(self.s.node, assignments)
+        self._ip_services = {ip: a.services for ip, a in assignments.items() if a.node == self.s.node}
+        self.publisher.publish(self._records(assignments))
         if owned != self._owned:
             gained, lost = owned - self._owned, self._owned - owned
             log.info(
@@ -187,6 +223,23 @@ class Speaker:
             self._owned = owned
         self.responder.set_owned(owned)
         return owned
+
+    def _records(self, assignments: dict[IPAddress, L2Assignment]) -> dict[str, L2Record]:
+        ips: dict[str, list[str]] = {}
+        ifaces: dict[str, set[str]] = {}
+        for ip, a in sorted(assignments.items(), key=lambda kv: (kv[0].version, kv[0])):
+            if a.node != self.s.node:
+                continue
+            for key in a.services:
+                ips.setdefault(key, []).append(str(ip))
+                ifaces.setdefault(key, set()).update(a.interfaces or (self.s.interface,))
+        since = {k: self._since.get(k) or now() for k in ips}
+        self._since = dict(since)
+        out = {}
+        for key, addrs in ips.items():
+            ns, name = key.split("/", 1)
+            out[key] = L2Record(ns, name, self.s.node, tuple(addrs), tuple(sorted(ifaces[key])), since[key])
+        return out
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from lbspeaker.k8s.client import ENDPOINTSLICES, SERVICES, Kube, apply
+from lbspeaker.core.errors import NotFoundError
+from lbspeaker.k8s.client import ENDPOINTSLICES, EVENTS, SERVICE_L2_STATUSES, SERVICES, Kube, apply
 from lbspeaker.lab import bootstrap, procs
 from lbspeaker.lab.demo import fetch_from_client, neighbour_of
 from lbspeaker.lab.lab import down, up
@@ -81,3 +84,38 @@ def test_controller_restart_moves_no_ip(lab: tuple[Topology, Kube]) -> None:
     after = {n: bootstrap.wait_ingress(kube, n)[0] for n in names}
     assert after == before
     assert late not in before.values()
+
+
+def _l2status(kube: Kube, name: str) -> dict[str, object]:
+    try:
+        obj = kube.get(SERVICE_L2_STATUSES, f"default.{name}", "lbspeaker-system")
+    except NotFoundError:
+        return {}
+    return dict(obj.get("status") or {})
+
+
+def _metric(topo: Topology, node: str, name: str) -> float:
+    out = subprocess.run(["ip", "netns", "exec", f"lbk-{node}", sys.executable, "-c",
+                          "import urllib.request;print(urllib.request.urlopen("
+                          "'http://127.0.0.1:7472/metrics',timeout=2).read().decode())"],
+                         capture_output=True, text=True, timeout=10, check=True).stdout
+    total = 0.0
+    for line in out.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_announcing_node_is_visible_in_api_and_metrics(lab: tuple[Topology, Kube]) -> None:
+    topo, kube = lab
+    vip = _service(kube, topo, "visible")
+    fetch_from_client(f"http://{vip}/")
+    _, node = neighbour_of(topo, vip)
+    assert procs.wait_until(lambda: _l2status(kube, "visible").get("node") == node, 10)
+    st = _l2status(kube, "visible")
+    assert st["ips"] == [vip] and st["interfaces"] == ["eth0"] and st["since"]
+    assert _metric(topo, node, "lbspeaker_l2_responses_sent_total") >= 1
+    assert _metric(topo, node, "lbspeaker_l2_announced") >= 1
+    reasons = [e.get("reason") for e in kube.list(EVENTS, "default")[0]
+               if (e.get("involvedObject") or {}).get("name") == "visible"]
+    assert "IPAllocated" in reasons and "nodeAssigned" in reasons
