@@ -7,6 +7,7 @@ import click
 from lbspeaker import __version__
 from lbspeaker.cli.apiserver_cmd import apiserver
 from lbspeaker.cli.lab_cmd import lab
+from lbspeaker.cli.show_cmd import explain_cmd, pools, services
 
 
 @click.group()
@@ -17,6 +18,9 @@ def cli() -> None:
 
 cli.add_command(lab)
 cli.add_command(apiserver)
+cli.add_command(pools)
+cli.add_command(services)
+cli.add_command(explain_cmd)
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """The lab's fixed shape: names and documentation-range addresses, computed, never stored.
 
 LAN 192.0.2.0/24 + 2001:db8:100::/64 on a bridge in ``lbk-sw``; the API server and the
-controller in ``lbk-api`` (also reachable from the host over a /30 in 198.51.100.0/24);
+controller in ``lbk-api`` (also reachable from the host over 203.0.113.252/30);
 nodes ``lbk-node1..N``; a client ``lbk-client``. Pool addresses come from the same LAN.
 """
 
@@ -17,8 +17,8 @@ SWITCH_NS = "lbk-sw"
 API_NS = "lbk-api"
 CLIENT_NS = "lbk-client"
 HOST_IF = "lbk-host"
-HOST_MGMT = ipaddress.IPv4Interface("198.51.100.1/30")
-API_MGMT = ipaddress.IPv4Interface("198.51.100.2/30")
+HOST_MGMT = ipaddress.IPv4Interface("203.0.113.253/30")
+API_MGMT = ipaddress.IPv4Interface("203.0.113.254/30")
 LAN_V4 = ipaddress.IPv4Network("192.0.2.0/24")
 LAN_V6 = ipaddress.IPv6Network("2001:db8:100::/64")
 POOL_V4 = "192.0.2.200-192.0.2.250"
