@@ -100,4 +100,5 @@ def test_explain_elected_node() -> None:
 
 
 def test_explain_wrong_type() -> None:
-    assert _explain(svc("s", type="NodePort"), [], [], [])[0].startswith("problem: service 'default/s' is type NodePort")
+    first = _explain(svc("s", type="NodePort"), [], [], [])[0]
+    assert first.startswith("problem: service 'default/s' is type NodePort")
