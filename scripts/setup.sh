@@ -18,6 +18,8 @@ if [ "$want_test" = 1 ]; then
   [ -x /usr/lib/frr/bgpd ] || pkgs+=(frr)
   command -v keepalived >/dev/null 2>&1 || pkgs+=(keepalived)
   command -v tcpdump >/dev/null 2>&1 || pkgs+=(tcpdump)
+  command -v arping >/dev/null 2>&1 || pkgs+=(arping)
+  command -v ndisc6 >/dev/null 2>&1 || pkgs+=(ndisc6)
 fi
 if [ "${#pkgs[@]}" -gt 0 ]; then
   echo "setup: apt-get install ${pkgs[*]}"

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from lbspeaker.core.errors import LabError
 from lbspeaker.k8s.client import Kube
 from lbspeaker.lab import bootstrap, procs
-from lbspeaker.lab.netns import add_namespace, delete_namespaces, ip, list_namespaces, sysctl, veth
+from lbspeaker.lab.netns import add_namespace, delete_namespaces, ip, list_namespaces, run, sysctl, veth
 from lbspeaker.lab.topology import (
     API_MGMT,
     API_PORT,
@@ -51,6 +51,8 @@ class Steps:
 def build_network(topo: Topology) -> None:
     """Namespaces, the LAN bridge, node kube-ipvs0 devices and the host management link."""
     add_namespace(SWITCH_NS)
+    for key in ("arptables", "iptables", "ip6tables"):  # a switch forwards frames, it does not filter them
+        run(["sysctl", "-qw", f"net.bridge.bridge-nf-call-{key}=0"], ns=SWITCH_NS, check=False)
     ip("link", "add", "br0", "type", "bridge", ns=SWITCH_NS)
     ip("link", "set", "br0", "up", ns=SWITCH_NS)
     for m in topo.lan_members:
