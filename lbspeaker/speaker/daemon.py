@@ -51,8 +51,8 @@ class SpeakerSettings:
 
     node: str
     """This node's name (the Node object's name)."""
-    interface: str
-    """The LAN interface to answer ARP/NDP on."""
+    interfaces: tuple[str, ...]
+    """The LAN interfaces to answer ARP/NDP on (an L2Advertisement may narrow them per IP)."""
     namespace: str = "lbspeaker-system"
     """Where the config CRs and the memberlist Secret live."""
     secret_name: str = "lbspeaker-memberlist"
@@ -82,8 +82,9 @@ class Speaker:
         self.pools = Informer(kube, IPADDRESSPOOLS, ns, on_event=self._changed)
         self.l2advs = Informer(kube, L2ADVERTISEMENTS, ns, on_event=self._changed)
         self.informers = [self.services, self.nodes, self.slices, self.pools, self.l2advs]
-        self.responder = Responder(interface=settings.interface)
-        self.responder.on_conflict = self._conflict
+        self.responders = {i: Responder(interface=i) for i in settings.interfaces}
+        for r in self.responders.values():
+            r.on_conflict = self._conflict
         self.membership: Membership | None = None
         self.publisher = StatusPublisher(kube, node=settings.node, namespace=ns)
         self._since: dict[str, datetime] = {}
@@ -101,7 +102,12 @@ class Speaker:
                                 message=f"node {self.s.node} announces {ip} but {mac} answers for it too")
 
     def _ready(self) -> bool:
-        return all(i.synced for i in self.informers) and self.responder.healthy
+        return all(i.synced for i in self.informers) and self.healthy
+
+    @property
+    def healthy(self) -> bool:
+        """Every interface is up and its responder live (else this node steps down)."""
+        return all(r.healthy for r in self.responders.values())
 
     def _membership_changed(self, alive: frozenset[str]) -> None:
         log.info("membership_changed alive=%s", ",".join(sorted(alive)))
@@ -129,7 +135,8 @@ class Speaker:
 
     def start(self) -> None:
         """Start everything; returns once the informers synced."""
-        self.responder.start()
+        for r in self.responders.values():
+            r.start()
         for inf in self.informers:
             inf.start()
         for inf in self.informers:
@@ -148,13 +155,14 @@ class Speaker:
             self.endpoint = Endpoint("0.0.0.0", self.s.metrics_port, ready=self._ready,
                                      registry=CollectorRegistry())
             m = self.membership
-            self.endpoint.registry.register(SpeakerCollector(
-                node=self.s.node, interface=self.s.interface, responder_stats=lambda: self.responder.stats,
-                membership_stats=m.stats, alive=lambda: len(m.alive())))
+            for name, r in self.responders.items():
+                self.endpoint.registry.register(SpeakerCollector(
+                    node=self.s.node, interface=name, responder_stats=lambda r=r: r.stats,  # type: ignore[misc]
+                    membership_stats=m.stats, alive=lambda: len(m.alive())))
             self.endpoint.start()
         self._dirty.set()
         self._worker.start()
-        log.info("speaker_started node=%s interface=%s", self.s.node, self.s.interface)
+        log.info("speaker_started node=%s interfaces=%s", self.s.node, ",".join(self.s.interfaces))
 
     def stop(self) -> None:
         """Stop answering and leave."""
@@ -164,7 +172,8 @@ class Speaker:
             inf.stop()
         if self.membership is not None:
             self.membership.stop()
-        self.responder.stop()
+        for r in self.responders.values():
+            r.stop()
         self.publisher.stop()
         if self.endpoint is not None:
             self.endpoint.stop()
@@ -200,7 +209,7 @@ class Speaker:
             self.membership.set_peers(peers)
             self._peers = peers
         alive = self.membership.alive() if self.membership is not None else None
-        if alive is not None and not self.responder.healthy:
+        if alive is not None and not self.healthy:
             alive = alive - {self.s.node}
         assignments = l2_assignments(
             services=[parse_service(o) for o in self.services.items()],
@@ -221,7 +230,8 @@ class Speaker:
                 ",".join(map(str, sorted(lost, key=str))),
             )
             self._owned = owned
-        self.responder.set_owned(owned)
+        for name, r in self.responders.items():
+            r.set_owned(ip for ip in owned if not assignments[ip].interfaces or name in assignments[ip].interfaces)
         return owned
 
     def _records(self, assignments: dict[IPAddress, L2Assignment]) -> dict[str, L2Record]:
@@ -232,7 +242,8 @@ class Speaker:
                 continue
             for key in a.services:
                 ips.setdefault(key, []).append(str(ip))
-                ifaces.setdefault(key, set()).update(a.interfaces or (self.s.interface,))
+                ifaces.setdefault(key, set()).update(
+                    i for i in self.s.interfaces if not a.interfaces or i in a.interfaces)
         since = {k: self._since.get(k) or now() for k in ips}
         self._since = dict(since)
         out = {}

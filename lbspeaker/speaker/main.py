@@ -16,14 +16,15 @@ from lbspeaker.speaker.daemon import Speaker, SpeakerSettings
 
 @click.command()
 @click.option("--node", envvar="LBSPEAKER_NODE_NAME", required=True, help="This node's name.")
-@click.option("--interface", default="eth0", show_default=True, help="LAN interface for ARP/NDP.")
+@click.option("--interface", "interfaces", multiple=True, default=["eth0"], show_default=True,
+              help="LAN interface for ARP/NDP (repeat for several).")
 @click.option("--kubeconfig", envvar="KUBECONFIG", default=None, help="Kubeconfig (default: in-cluster).")
 @click.option("--namespace", default="lbspeaker-system", show_default=True, help="Config namespace.")
 @click.option("--membership-port", default=7946, show_default=True, help="UDP heartbeat port.")
+@click.option("--metrics-port", default=7472, show_default=True, help="/metrics, /healthz, /readyz (0 = off).")
 @click.option("--log-level", default="INFO", show_default=True)
-def main(
-    node: str, interface: str, kubeconfig: str | None, namespace: str, membership_port: int, log_level: str
-) -> None:
+def main(node: str, interfaces: tuple[str, ...], kubeconfig: str | None, namespace: str, membership_port: int,
+         metrics_port: int, log_level: str) -> None:
     """Run the lbspeaker speaker on this node."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     done = threading.Event()
@@ -33,14 +34,10 @@ def main(
 
     signal.signal(signal.SIGTERM, _term)
     signal.signal(signal.SIGINT, _term)
+    settings = SpeakerSettings(node=node, interfaces=tuple(interfaces), namespace=namespace,
+                               membership_port=membership_port, metrics_port=metrics_port)
     try:
-        kube = Kube.from_kubeconfig(kubeconfig)
-        speaker = Speaker(
-            kube,
-            SpeakerSettings(
-                node=node, interface=interface, namespace=namespace, membership_port=membership_port
-            ),
-        )
+        speaker = Speaker(Kube.from_kubeconfig(kubeconfig), settings)
         speaker.start()
     except LbError as err:
         raise click.ClickException(str(err)) from err
