@@ -83,7 +83,7 @@ def kubectl_cmd(args: tuple[str, ...]) -> None:
 def status_cmd() -> None:
     """Show lab namespaces and processes."""
     topo = _topo()
-    _say("namespaces: " + (" ".join(list_namespaces()) or "(none)"))
+    _say("namespaces: " + (" ".join(list_namespaces(topo.prefix)) or "(none)"))
     for name, pid in procs.recorded_pids(topo.state_dir).items():
         _say(f"{name:28} pid {pid:<8} {'running' if procs.alive(pid) else 'exited'}")
 

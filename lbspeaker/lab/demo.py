@@ -12,7 +12,7 @@ from lbspeaker.k8s.client import ENDPOINTSLICES, SERVICES, Kube, apply
 from lbspeaker.lab import bootstrap
 from lbspeaker.lab.lab import Say, Steps, up
 from lbspeaker.lab.netns import run
-from lbspeaker.lab.topology import CLIENT_NS, Topology
+from lbspeaker.lab.topology import Topology
 
 FETCH = (
     "import sys, urllib.request\n"
@@ -36,13 +36,13 @@ def kubectl(topo: Topology, *args: str, timeout: float = 20.0, input: str | None
     )
 
 
-def fetch_from_client(url: str, *, timeout: float = 15.0) -> str:
+def fetch_from_client(url: str, *, timeout: float = 15.0, client_ns: str = "lbk-client") -> str:
     """GET url from the client namespace, retrying until it answers; returns the body."""
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
         p = subprocess.run(
-            ["ip", "netns", "exec", CLIENT_NS, sys.executable, "-c", FETCH, url],
+            ["ip", "netns", "exec", client_ns, sys.executable, "-c", FETCH, url],
             capture_output=True,
             text=True,
             timeout=10,
@@ -57,7 +57,7 @@ def fetch_from_client(url: str, *, timeout: float = 15.0) -> str:
 
 def neighbour_of(topo: Topology, vip: str) -> tuple[str, str]:
     """(MAC, node name) that the client's kernel resolved vip to."""
-    out = run(["ip", "-n", CLIENT_NS, "neigh", "show", vip], check=False).split()
+    out = run(["ip", "-n", topo.client.ns, "neigh", "show", vip], check=False).split()
     mac = out[out.index("lladdr") + 1] if "lladdr" in out else ""
     for m in topo.node_members:
         link = run(["ip", "-n", m.ns, "link", "show", "eth0"], check=False)
@@ -108,7 +108,7 @@ def demo(topo: Topology, *, say: Say) -> None:
     )
     mac, node = neighbour_of(topo, ips[0])
     say("")
-    say(f"$ ip netns exec {CLIENT_NS} curl http://{ips[0]}/")
+    say(f"$ ip netns exec {topo.client.ns} curl http://{ips[0]}/")
     say(answer[0])
     say(f"client ARP entry: {ips[0]} -> {mac} ({node}, the elected speaker)")
     say("")

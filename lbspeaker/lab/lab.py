@@ -16,15 +16,7 @@ from lbspeaker.core.errors import LabError
 from lbspeaker.k8s.client import Kube
 from lbspeaker.lab import bootstrap, procs
 from lbspeaker.lab.netns import add_namespace, delete_namespaces, ip, list_namespaces, run, sysctl, veth
-from lbspeaker.lab.topology import (
-    API_MGMT,
-    API_PORT,
-    HOST_IF,
-    HOST_MGMT,
-    SWITCH_NS,
-    Topology,
-    kubeconfig_text,
-)
+from lbspeaker.lab.topology import API_PORT, Topology, kubeconfig_text
 
 Say = Callable[[str], None]
 
@@ -50,17 +42,18 @@ class Steps:
 
 def build_network(topo: Topology) -> None:
     """Namespaces, the LAN bridge, node kube-ipvs0 devices and the host management link."""
-    add_namespace(SWITCH_NS)
+    sw = topo.switch_ns
+    add_namespace(sw)
     for key in ("arptables", "iptables", "ip6tables"):  # a switch forwards frames, it does not filter them
-        run(["sysctl", "-qw", f"net.bridge.bridge-nf-call-{key}=0"], ns=SWITCH_NS, check=False)
-    ip("link", "add", "br0", "type", "bridge", ns=SWITCH_NS)
-    ip("link", "set", "br0", "up", ns=SWITCH_NS)
+        run(["sysctl", "-qw", f"net.bridge.bridge-nf-call-{key}=0"], ns=sw, check=False)
+    ip("link", "add", "br0", "type", "bridge", ns=sw)
+    ip("link", "set", "br0", "up", ns=sw)
     for m in topo.lan_members:
         add_namespace(m.ns)
         sysctl(m.ns, "net.ipv6.conf.all.accept_dad", "0")
         sysctl(m.ns, "net.ipv6.conf.default.accept_dad", "0")
-        veth(m.ns, "eth0", SWITCH_NS, m.switch_port)
-        ip("link", "set", m.switch_port, "master", "br0", ns=SWITCH_NS)
+        veth(m.ns, "eth0", sw, m.switch_port)
+        ip("link", "set", m.switch_port, "master", "br0", ns=sw)
         ip("addr", "add", str(m.v4), "dev", "eth0", ns=m.ns)
         ip("addr", "add", str(m.v6), "dev", "eth0", "nodad", ns=m.ns)
     for m in topo.node_members:
@@ -69,9 +62,9 @@ def build_network(topo: Topology) -> None:
         ip("link", "set", "kube-ipvs0", "up", ns=m.ns)
         sysctl(m.ns, "net.ipv4.conf.all.arp_ignore", "1")
         sysctl(m.ns, "net.ipv4.conf.all.arp_announce", "2")
-    veth(topo.api.ns, "mgmt0", None, HOST_IF)
-    ip("addr", "add", str(API_MGMT), "dev", "mgmt0", ns=topo.api.ns)
-    ip("addr", "add", str(HOST_MGMT), "dev", HOST_IF)
+    veth(topo.api.ns, "mgmt0", None, topo.host_if)
+    ip("addr", "add", str(topo.api_mgmt), "dev", "mgmt0", ns=topo.api.ns)
+    ip("addr", "add", str(topo.host_mgmt), "dev", topo.host_if)
 
 
 def _api_ready(url: str) -> bool:
@@ -83,7 +76,7 @@ def _api_ready(url: str) -> bool:
 
 
 def start_apiserver(topo: Topology) -> None:
-    """The embedded API server in lbk-api, with state kept across lab restarts."""
+    """The embedded API server in the API namespace, with state kept across lab restarts."""
     d = topo.state_dir
     topo.kubeconfig.write_text(kubeconfig_text(topo.host_url))
     topo.lan_kubeconfig.write_text(kubeconfig_text(topo.lan_url))
@@ -106,7 +99,7 @@ def start_apiserver(topo: Topology) -> None:
 
 
 def start_daemons(topo: Topology) -> None:
-    """Controller in lbk-api; kube-proxy stand-in and speaker on every node."""
+    """Controller in the API namespace; kube-proxy stand-in and speaker on every node."""
     d, kc = topo.state_dir, str(topo.lan_kubeconfig)
     started = {
         "controller": procs.spawn(d, "controller", topo.api.ns, ["controller.main", "--kubeconfig", kc])
@@ -154,14 +147,14 @@ def _check(kube: Kube, topo: Topology) -> None:
 def down(topo: Topology, *, purge: bool = False) -> list[str]:
     """Stop every lab process and delete every lab namespace; idempotent."""
     procs.stop_recorded(topo.state_dir)
-    removed = delete_namespaces()
-    ip("link", "del", HOST_IF, check=False)  # only left over when an earlier up crashed mid-way
+    removed = delete_namespaces(topo.prefix)
+    ip("link", "del", topo.host_if, check=False)  # only left over when an earlier up crashed mid-way
     procs.reap()
     if purge and topo.state_dir.exists():
         shutil.rmtree(topo.state_dir, ignore_errors=True)
     return removed
 
 
-def is_up() -> bool:
+def is_up(topo: Topology) -> bool:
     """True when lab namespaces exist."""
-    return bool(list_namespaces())
+    return bool(list_namespaces(topo.prefix))

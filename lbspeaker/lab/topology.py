@@ -55,24 +55,60 @@ class Member:
 
 @dataclass(frozen=True)
 class Topology:
-    """The whole lab for a number of nodes."""
+    """The whole lab for a number of nodes.
+
+    ``prefix`` names every namespace (``lbk-`` for the user's lab); tests and benchmarks that
+    need a private lab beside it pass their own prefix and a distinct ``mgmt_index`` (which /30 of
+    203.0.113.0/24 links the host to the API namespace).
+    """
 
     nodes: int = 3
     state_dir: Path = field(default_factory=default_state_dir)
+    prefix: str = field(default_factory=lambda: os.environ.get("LBS_LAB_PREFIX", "lbk-"))
+    mgmt_index: int = field(default_factory=lambda: int(os.environ.get("LBS_LAB_MGMT_INDEX", "0")))
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.mgmt_index < 63 or len(self.host_if) > 15:
+            raise ValueError(f"lab topology: prefix '{self.prefix}' too long or mgmt_index {self.mgmt_index} "
+                             "out of 0..62")
+
+    @property
+    def switch_ns(self) -> str:
+        """The namespace holding the LAN bridge."""
+        return f"{self.prefix}sw"
+
+    @property
+    def host_if(self) -> str:
+        """The host-side end of the management veth."""
+        return f"{self.prefix}host"
+
+    @property
+    def host_mgmt(self) -> ipaddress.IPv4Interface:
+        """The host's address on the management /30."""
+        return ipaddress.IPv4Interface(f"{HOST_MGMT.ip - 4 * self.mgmt_index}/30")
+
+    @property
+    def api_mgmt(self) -> ipaddress.IPv4Interface:
+        """The API namespace's address on the management /30."""
+        return ipaddress.IPv4Interface(f"{API_MGMT.ip - 4 * self.mgmt_index}/30")
 
     @property
     def api(self) -> Member:
         """The control-plane namespace."""
-        return Member(API_NS, "api", 2)
+        return Member(f"{self.prefix}api", "api", 2)
 
     @property
     def client(self) -> Member:
         """The client namespace."""
-        return Member(CLIENT_NS, "client", 100)
+        return Member(f"{self.prefix}client", "client", 100)
 
     def node(self, i: int) -> Member:
         """Node i (1-based)."""
-        return Member(f"lbk-node{i}", f"node{i}", 10 + i)
+        return Member(f"{self.prefix}node{i}", f"node{i}", 10 + i)
+
+    def node_ns(self, name: str) -> str:
+        """The namespace of the node called name."""
+        return f"{self.prefix}{name}"
 
     @property
     def node_members(self) -> list[Member]:
@@ -87,7 +123,7 @@ class Topology:
     @property
     def host_url(self) -> str:
         """API URL from the host namespace."""
-        return f"http://{API_MGMT.ip}:{API_PORT}"
+        return f"http://{self.api_mgmt.ip}:{API_PORT}"
 
     @property
     def lan_url(self) -> str:

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Topology, Kube]]:
-    topo = Topology(nodes=3, state_dir=tmp_path_factory.mktemp("lab"))
+    topo = Topology(nodes=3, state_dir=tmp_path_factory.mktemp("lab"), prefix="lbt-lab-", mgmt_index=1)
     up(topo, fresh=True)
     try:
         kube = Kube.from_kubeconfig(str(topo.kubeconfig))
@@ -44,7 +44,7 @@ def test_client_resolves_and_reaches_vip(lab: tuple[Topology, Kube]) -> None:
     topo, kube = lab
     vip = _service(kube, topo, "web")
     assert vip.startswith("192.0.2.")
-    answer = fetch_from_client(f"http://{vip}/")
+    answer = fetch_from_client(f"http://{vip}/", client_ns=topo.client.ns)
     mac, node = neighbour_of(topo, vip)
     assert node != "?", f"client resolved {vip} to {mac}, which is no node's eth0"
     assert answer == f"hello from {node}"  # the elected node answered ARP, so its backend served the request
@@ -53,14 +53,14 @@ def test_client_resolves_and_reaches_vip(lab: tuple[Topology, Kube]) -> None:
 def test_failover_after_speaker_killed(lab: tuple[Topology, Kube]) -> None:
     topo, kube = lab
     vip = _service(kube, topo, "failover")
-    fetch_from_client(f"http://{vip}/")
+    fetch_from_client(f"http://{vip}/", client_ns=topo.client.ns)
     _, owner = neighbour_of(topo, vip)
-    ns = f"lbk-{owner}"
+    ns = topo.node_ns(owner)
     procs.kill_one(topo.state_dir, f"speaker-{owner}", signal.SIGKILL)
     ip("link", "set", "eth0", "down", ns=ns)
     try:
         t0 = time.monotonic()
-        answer = fetch_from_client(f"http://{vip}/", timeout=2.0)  # issue 3: back within 2 s
+        answer = fetch_from_client(f"http://{vip}/", timeout=2.0, client_ns=topo.client.ns)  # issue 3: ≤ 2 s
         took = time.monotonic() - t0
         _, new_owner = neighbour_of(topo, vip)
         assert new_owner not in ("?", owner)
@@ -95,7 +95,7 @@ def _l2status(kube: Kube, name: str) -> dict[str, object]:
 
 
 def _metric(topo: Topology, node: str, name: str) -> float:
-    out = subprocess.run(["ip", "netns", "exec", f"lbk-{node}", sys.executable, "-c",
+    out = subprocess.run(["ip", "netns", "exec", topo.node_ns(node), sys.executable, "-c",
                           "import urllib.request;print(urllib.request.urlopen("
                           "'http://127.0.0.1:7472/metrics',timeout=2).read().decode())"],
                          capture_output=True, text=True, timeout=10, check=True).stdout
@@ -109,7 +109,7 @@ def _metric(topo: Topology, node: str, name: str) -> float:
 def test_announcing_node_is_visible_in_api_and_metrics(lab: tuple[Topology, Kube]) -> None:
     topo, kube = lab
     vip = _service(kube, topo, "visible")
-    fetch_from_client(f"http://{vip}/")
+    fetch_from_client(f"http://{vip}/", client_ns=topo.client.ns)
     _, node = neighbour_of(topo, vip)
     assert procs.wait_until(lambda: _l2status(kube, "visible").get("node") == node, 10)
     st = _l2status(kube, "visible")
