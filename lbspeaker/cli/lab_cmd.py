@@ -16,8 +16,8 @@ from lbspeaker.lab.netns import list_namespaces
 from lbspeaker.lab.topology import Topology
 
 
-def _topo(nodes: int = 3) -> Topology:
-    return Topology(nodes=nodes)
+def _topo(nodes: int = 3, speaker_args: tuple[str, ...] = ()) -> Topology:
+    return Topology(nodes=nodes, speaker_args=speaker_args)
 
 
 def _say(msg: str) -> None:
@@ -38,10 +38,17 @@ def lab() -> None:
 @lab.command("up")
 @click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 16), help="Node namespaces.")
 @click.option("--fresh", is_flag=True, help="Forget the API state of an earlier lab.")
-def up_cmd(nodes: int, fresh: bool) -> None:
+@click.option("--membership-interval", type=float, default=None, help="Speaker heartbeat interval (s).")
+@click.option("--membership-timeout", type=float, default=None, help="Speaker failure-detection timeout (s).")
+def up_cmd(nodes: int, fresh: bool, membership_interval: float | None, membership_timeout: float | None) -> None:
     """Build the lab: switch, API server, controller, N nodes with speakers, a client."""
     _root()
-    topo = _topo(nodes)
+    args: list[str] = []
+    if membership_interval is not None:
+        args += ["--membership-interval", str(membership_interval)]
+    if membership_timeout is not None:
+        args += ["--membership-timeout", str(membership_timeout)]
+    topo = _topo(nodes, tuple(args))
     try:
         up(topo, say=_say, fresh=fresh)
     except LbError as err:

@@ -66,6 +66,8 @@ class Topology:
     state_dir: Path = field(default_factory=default_state_dir)
     prefix: str = field(default_factory=lambda: os.environ.get("LBS_LAB_PREFIX", "lbk-"))
     mgmt_index: int = field(default_factory=lambda: int(os.environ.get("LBS_LAB_MGMT_INDEX", "0")))
+    speaker_args: tuple[str, ...] = ()
+    """Extra command-line arguments for every speaker (e.g. membership tuning)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.mgmt_index < 63 or len(self.host_if) > 15:

@@ -36,7 +36,7 @@ from lbspeaker.k8s.client import (
 from lbspeaker.k8s.informer import Informer
 from lbspeaker.runtime.endpoint import Endpoint
 from lbspeaker.speaker.l2status import L2Record, StatusPublisher, now
-from lbspeaker.speaker.membership import Membership
+from lbspeaker.speaker.membership import DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Membership
 from lbspeaker.speaker.metrics import SpeakerCollector
 from lbspeaker.speaker.responder import Responder
 
@@ -61,6 +61,10 @@ class SpeakerSettings:
     """UDP port of the heartbeat membership."""
     metrics_port: int = 7472
     """HTTP port of /metrics, /healthz and /readyz (0 = off)."""
+    membership_interval: float = DEFAULT_INTERVAL
+    """Seconds between heartbeats to each peer."""
+    membership_timeout: float = DEFAULT_TIMEOUT
+    """Silence after which a peer is dead (and its IPs move)."""
 
 
 class Speaker:

@@ -12,6 +12,7 @@ import click
 from lbspeaker.core.errors import LbError
 from lbspeaker.k8s.client import Kube
 from lbspeaker.speaker.daemon import Speaker, SpeakerSettings
+from lbspeaker.speaker.membership import DEFAULT_INTERVAL, DEFAULT_TIMEOUT
 
 
 @click.command()
@@ -22,9 +23,13 @@ from lbspeaker.speaker.daemon import Speaker, SpeakerSettings
 @click.option("--namespace", default="lbspeaker-system", show_default=True, help="Config namespace.")
 @click.option("--membership-port", default=7946, show_default=True, help="UDP heartbeat port.")
 @click.option("--metrics-port", default=7472, show_default=True, help="/metrics, /healthz, /readyz (0 = off).")
+@click.option("--membership-interval", type=float, default=DEFAULT_INTERVAL, show_default=True,
+              help="Seconds between heartbeats.")
+@click.option("--membership-timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True,
+              help="Silence (s) after which a peer is dead and its IPs move.")
 @click.option("--log-level", default="INFO", show_default=True)
 def main(node: str, interfaces: tuple[str, ...], kubeconfig: str | None, namespace: str, membership_port: int,
-         metrics_port: int, log_level: str) -> None:
+         metrics_port: int, membership_interval: float, membership_timeout: float, log_level: str) -> None:
     """Run the lbspeaker speaker on this node."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     done = threading.Event()
@@ -35,7 +40,8 @@ def main(node: str, interfaces: tuple[str, ...], kubeconfig: str | None, namespa
     signal.signal(signal.SIGTERM, _term)
     signal.signal(signal.SIGINT, _term)
     settings = SpeakerSettings(node=node, interfaces=tuple(interfaces), namespace=namespace,
-                               membership_port=membership_port, metrics_port=metrics_port)
+                               membership_port=membership_port, metrics_port=metrics_port,
+                               membership_interval=membership_interval, membership_timeout=membership_timeout)
     try:
         speaker = Speaker(Kube.from_kubeconfig(kubeconfig), settings)
         speaker.start()
