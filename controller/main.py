@@ -1,0 +1,121 @@
+"""``lbspeaker-controller``: the cluster-wide IP allocator (thin wrapper around Controller).
+
+With ``--leader-elect`` several replicas may run: each waits for the Lease before it starts its
+informers, and a leader that loses the Lease stops writing and exits 1 (its pod restarts as a
+standby), so exactly one replica writes at any time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from controller.controller import Controller
+from controller.metrics import registry_for
+from lbspeaker.core.errors import ApiError
+from lbspeaker.k8s.client import Kube
+from lbspeaker.runtime.endpoint import Endpoint
+from lbspeaker.runtime.leader import LeaderElector, LeaderSettings
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(
+        prog="lbspeaker-controller", description="Assign pool addresses to LoadBalancer Services."
+    )
+    p.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG or in-cluster)")
+    p.add_argument("--namespace", default="lbspeaker-system", help="namespace of the config objects and the Lease")
+    p.add_argument(
+        "--load-balancer-class",
+        default=None,
+        help="handle only Services with this loadBalancerClass (default: those without one)",
+    )
+    p.add_argument("--leader-elect", action="store_true", help="run as one of several replicas, one active (Lease)")
+    p.add_argument("--lease-name", default="lbspeaker-controller")
+    p.add_argument("--lease-duration", type=float, default=15.0, help="seconds a silent leader keeps the Lease")
+    p.add_argument("--metrics-host", default="0.0.0.0")
+    p.add_argument("--metrics-port", type=int, default=0, help="serve /metrics, /healthz, /readyz (0: off)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def _elect(kube: Kube, args: argparse.Namespace, stop: threading.Event, lost: threading.Event) -> LeaderElector:
+    identity = f"{os.environ.get('POD_NAME') or socket.gethostname()}_{secrets.token_hex(4)}"
+    d = args.lease_duration
+    settings = LeaderSettings(
+        name=args.lease_name,
+        namespace=args.namespace,
+        identity=identity,
+        lease_duration=d,
+        renew_deadline=d * 2 / 3,
+        retry_period=d * 2 / 15,
+    )
+
+    def on_stop() -> None:
+        lost.set()
+        stop.set()
+
+    return LeaderElector(kube, settings, on_start=lambda: None, on_stop=on_stop)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or a lost Lease); returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    try:
+        kube = Kube.from_kubeconfig(args.kubeconfig)
+    except ApiError as err:
+        log.error("startup_failed err=%s", err)
+        return 1
+    stop, lost = threading.Event(), threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal_received signal=%s action=stop", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    ctrl = Controller(kube, namespace=args.namespace, lb_class=args.load_balancer_class)
+    endpoint = None
+    if args.metrics_port:
+        endpoint = Endpoint(args.metrics_host, args.metrics_port, ready=ctrl.ready.is_set, registry=registry_for(ctrl))
+        endpoint.start()
+    elector = _elect(kube, args, stop, lost) if args.leader_elect else None
+    log.info(
+        "controller_starting api=%s namespace=%s load_balancer_class=%s leader_elect=%s",
+        kube.host,
+        args.namespace,
+        args.load_balancer_class or "",
+        bool(elector),
+    )
+    try:
+        if elector is not None:
+            elector.start()
+            while not elector.leading and not stop.wait(0.1):
+                pass
+        if not stop.is_set():
+            ctrl.run(stop)
+    finally:
+        if elector is not None:
+            elector.stop()
+        if endpoint is not None:
+            endpoint.stop()
+        kube.close()
+    log.info("controller_stopped lost_lease=%s", lost.is_set())
+    return 1 if lost.is_set() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
