@@ -6,6 +6,7 @@ import click
 
 from lbspeaker import __version__
 from lbspeaker.cli.apiserver_cmd import apiserver
+from lbspeaker.cli.config_cmd import config_group
 from lbspeaker.cli.lab_cmd import lab
 from lbspeaker.cli.show_cmd import explain_cmd, pools, services
 
@@ -21,6 +22,7 @@ cli.add_command(apiserver)
 cli.add_command(pools)
 cli.add_command(services)
 cli.add_command(explain_cmd)
+cli.add_command(config_group)
 
 
 def main() -> None:
