@@ -90,6 +90,8 @@ def l2_assignments(
         key=lambda s: s.key,
     )
     usable = frozenset(n for n, info in nodes.items() if _node_usable(n, info, alive))
+    if weights is None:
+        weights = node_weights(config, nodes)
     node_labels = {n: nodes[n].label_map for n in usable}
     pairs: dict[IPAddress, dict[str, _Pair]] = {}
     for svc in ours:
@@ -105,6 +107,19 @@ def l2_assignments(
         for ip in ips:
             cands = common or per_ip[ip]
             out[ip] = _assign(ip, key, cands, pairs[ip], nodes=nodes, weights=weights)
+    return out
+
+
+def node_weights(config: Config, nodes: Mapping[str, NodeInfo]) -> dict[str, float] | None:
+    """Election weights from the advertisements' preferredNodes (None when no advertisement sets any)."""
+    prefs = [p for ad in config.l2_advertisements for p in ad.preferred_nodes]
+    if not prefs:
+        return None
+    out = {}
+    for name, info in nodes.items():
+        labels = info.label_map
+        matched = [w for sel, w in prefs if sel.matches(labels)]
+        out[name] = max(matched) if matched else 1.0
     return out
 
 

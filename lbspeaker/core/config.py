@@ -93,6 +93,8 @@ class L2Advertisement:
     service_selectors: tuple[LabelSelector, ...] = ()
     pool_selectors: tuple[LabelSelector, ...] = ()
     """ipAddressPoolSelectors as written (already folded into ``pools``)."""
+    preferred_nodes: tuple[tuple[LabelSelector, float], ...] = ()
+    """preferredNodes (lbspeaker extension): election weight for nodes matching each selector."""
 
 
 @dataclass(frozen=True)
@@ -304,6 +306,7 @@ def _parse_l2(
     node_sels = _selectors(spec, "nodeSelectors", kind=kind, name=name)
     ifaces = _str_list(spec, "interfaces", kind=kind, name=name)
     svc_sels = _selectors(spec, "serviceSelectors", kind=kind, name=name)
+    preferred = _preferred(spec.get("preferredNodes"), name=name)
     if not names and not pool_sels:
         resolved = set(pools)
     else:
@@ -330,7 +333,26 @@ def _parse_l2(
         interfaces=ifaces,
         service_selectors=svc_sels,
         pool_selectors=pool_sels,
+        preferred_nodes=preferred,
     )
+
+
+def _preferred(raw: Any, *, name: str) -> tuple[tuple[LabelSelector, float], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(L2_KIND, name, "spec.preferredNodes", "must be a list")
+    out = []
+    for i, entry in enumerate(raw):
+        path = f"spec.preferredNodes[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(L2_KIND, name, path, "must be an object with nodeSelector and weight")
+        weight = entry.get("weight")
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0.01 <= weight <= 100:
+            raise ConfigError(L2_KIND, name, f"{path}.weight", f"'{weight}' must be a number from 0.01 to 100")
+        sel = parse_selector(entry.get("nodeSelector"), kind=L2_KIND, name=name, field=f"{path}.nodeSelector")
+        out.append((sel, float(weight)))
+    return tuple(out)
 
 
 def parse_config(
