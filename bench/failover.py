@@ -305,21 +305,6 @@ class Bench:
             self.churn[name] = churn(sizes, len(out), keepalived=name.startswith("keepalived"))
 
 
-def fast_speaker_main(argv: list[str]) -> None:
-    """The speaker with the fast membership profile injected (no CLI flag for it yet).
-
-    Wraps whichever membership class the daemon uses (``Membership`` in-process, or
-    ``MembershipProcess`` when the daemon runs membership in a child): both take interval/timeout.
-    """
-    from lbspeaker.speaker import daemon, main
-
-    for name in ("Membership", "MembershipProcess"):
-        cls = getattr(daemon, name, None)
-        if cls is not None:
-            setattr(daemon, name, functools.partial(cls, interval=FAST["interval"], timeout=FAST["timeout"]))
-    main.main(argv)
-
-
 def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
     """The whole benchmark; fills result."""
     n = args.trials
@@ -353,8 +338,8 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
                 "lbspeaker_api_down", n, lambda: b.speaker_trial("lbspeaker_api_down", pr, vip, api_down=True)
             )
             say("restarting the speakers with the fast membership profile")
-            b.speaker_args = ["bench.failover", "--fast-speaker"]
-            b.speaker_env = {"PYTHONPATH": str(REPO)}
+            b.speaker_args = ["lbspeaker.speaker.main", "--membership-interval", str(FAST["interval"]),
+                              "--membership-timeout", str(FAST["timeout"])]
             for node in b.nodes:
                 b.stop_speaker(node)
             t = time.time()
@@ -436,7 +421,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--fast-speaker"]:
-        fast_speaker_main(sys.argv[2:])
-    else:
-        raise SystemExit(main())
+    raise SystemExit(main())
