@@ -1,6 +1,6 @@
 """ARP responder throughput and latency: lbspeaker's Responder against the kernel, same run.
 
-Run as root from the repository root: ``.venv/bin/python bench/arp.py`` (about a minute;
+Run as root from the repository root: ``.venv/bin/python bench/responder.py`` (about a minute;
 ``--quick`` for a smoke run). Builds a client and a node namespace joined by a veth pair
 (``lbt-arpb-<pid>-*``, removed at the end). The node is strictARP (arp_ignore=1, arp_announce=2)
 and holds the VIP 192.0.2.100 on a port-less ``kube-ipvs0`` bridge, answered by the Responder
@@ -13,7 +13,7 @@ reply is matched to its request; reply times are kernel receive timestamps (SO_T
 answered (replies / time from the first request to the last reply), so a responder that only
 buffers does not count as keeping up. Latency (p50/p99) is measured at a moderate fixed rate.
 The machine's load average and nice value are reported: other work on the cores shows up in the
-tail latency (on a shared machine, ``nice -n -15 .venv/bin/python bench/arp.py`` helps).
+tail latency (on a shared machine, ``nice -n -15 .venv/bin/python bench/responder.py`` helps).
 Prints one JSON object.
 """
 
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         assert proc.stdout is not None and proc.stdin is not None
         if proc.stdout.readline().strip() != "ready":
-            raise SystemExit("bench/arp.py: responder process did not start")
+            raise SystemExit("bench/responder.py: responder process did not start")
         time.sleep(2.2)  # let the takeover burst finish
         ct = lab.thread(client)
         c = ct.call(Client, "eth0")
