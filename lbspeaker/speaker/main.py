@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from pathlib import Path
 from types import FrameType
 
 import click
 
 from lbspeaker.core.errors import LbError
 from lbspeaker.k8s.client import Kube
+from lbspeaker.speaker.bgpmode import BgpMode
 from lbspeaker.speaker.daemon import Speaker, SpeakerSettings
 from lbspeaker.speaker.membership import DEFAULT_INTERVAL, DEFAULT_TIMEOUT
 
@@ -27,9 +29,14 @@ from lbspeaker.speaker.membership import DEFAULT_INTERVAL, DEFAULT_TIMEOUT
               help="Seconds between heartbeats.")
 @click.option("--membership-timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True,
               help="Silence (s) after which a peer is dead and its IPs move.")
+@click.option("--bgp/--no-bgp", default=True, show_default=True,
+              help="BGP mode (inert until a BGPPeer selects this node).")
+@click.option("--bgp-workdir", type=click.Path(path_type=Path), default=None,
+              help="exabgp config, API socket and log (default: /run/lbspeaker/NODE/bgp).")
 @click.option("--log-level", default="INFO", show_default=True)
 def main(node: str, interfaces: tuple[str, ...], kubeconfig: str | None, namespace: str, membership_port: int,
-         metrics_port: int, membership_interval: float, membership_timeout: float, log_level: str) -> None:
+         metrics_port: int, membership_interval: float, membership_timeout: float, bgp: bool,
+         bgp_workdir: Path | None, log_level: str) -> None:
     """Run the lbspeaker speaker on this node."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     done = threading.Event()
@@ -42,12 +49,22 @@ def main(node: str, interfaces: tuple[str, ...], kubeconfig: str | None, namespa
     settings = SpeakerSettings(node=node, interfaces=tuple(interfaces), namespace=namespace,
                                membership_port=membership_port, metrics_port=metrics_port,
                                membership_interval=membership_interval, membership_timeout=membership_timeout)
+    bgp_mode: BgpMode | None = None
     try:
-        speaker = Speaker(Kube.from_kubeconfig(kubeconfig), settings)
+        kube = Kube.from_kubeconfig(kubeconfig)
+        speaker = Speaker(kube, settings)
         speaker.start()
+        if bgp:
+            bgp_mode = BgpMode(kube, node=node, namespace=namespace,
+                               workdir=bgp_workdir or Path("/run/lbspeaker") / node / "bgp")
+            bgp_mode.start()
+            if speaker.endpoint is not None:  # BGP metrics on the speaker's /metrics
+                speaker.endpoint.registry.register(bgp_mode.collector)
     except LbError as err:
         raise click.ClickException(str(err)) from err
     done.wait()
+    if bgp_mode is not None:
+        bgp_mode.stop()
     speaker.stop()
 
 
