@@ -6,6 +6,7 @@ import click
 
 from lbspeaker import __version__
 from lbspeaker.cli.apiserver_cmd import apiserver
+from lbspeaker.cli.bgp_cmd import bgp
 from lbspeaker.cli.config_cmd import config_group
 from lbspeaker.cli.lab_cmd import lab
 from lbspeaker.cli.show_cmd import explain_cmd, pools, services
@@ -23,6 +24,7 @@ cli.add_command(pools)
 cli.add_command(services)
 cli.add_command(explain_cmd)
 cli.add_command(config_group)
+cli.add_command(bgp)
 
 
 def main() -> None:
