@@ -13,11 +13,11 @@ from lbspeaker.lab import procs
 from lbspeaker.lab.demo import demo
 from lbspeaker.lab.lab import down, up
 from lbspeaker.lab.netns import list_namespaces
-from lbspeaker.lab.topology import Topology
+from lbspeaker.lab.topology import MODES, Topology
 
 
-def _topo(nodes: int = 3, speaker_args: tuple[str, ...] = ()) -> Topology:
-    return Topology(nodes=nodes, speaker_args=speaker_args)
+def _topo(nodes: int = 3, speaker_args: tuple[str, ...] = (), mode: str = "l2") -> Topology:
+    return Topology(nodes=nodes, speaker_args=speaker_args, mode=mode)
 
 
 def _say(msg: str) -> None:
@@ -40,20 +40,26 @@ def lab() -> None:
 @click.option("--fresh", is_flag=True, help="Forget the API state of an earlier lab.")
 @click.option("--membership-interval", type=float, default=None, help="Speaker heartbeat interval (s).")
 @click.option("--membership-timeout", type=float, default=None, help="Speaker failure-detection timeout (s).")
-def up_cmd(nodes: int, fresh: bool, membership_interval: float | None, membership_timeout: float | None) -> None:
-    """Build the lab: switch, API server, controller, N nodes with speakers, a client."""
+@click.option("--mode", type=click.Choice(MODES), default="l2", show_default=True,
+              help="bgp/both add a BIRD router peering with every node and a client behind it.")
+def up_cmd(nodes: int, fresh: bool, membership_interval: float | None, membership_timeout: float | None,
+           mode: str) -> None:
+    """Build the lab: switch, API server, controller, N nodes with speakers, a client (+ BGP router)."""
     _root()
     args: list[str] = []
     if membership_interval is not None:
         args += ["--membership-interval", str(membership_interval)]
     if membership_timeout is not None:
         args += ["--membership-timeout", str(membership_timeout)]
-    topo = _topo(nodes, tuple(args))
+    topo = _topo(nodes, tuple(args), mode)
     try:
         up(topo, say=_say, fresh=fresh)
     except LbError as err:
         raise click.ClickException(f"lab up failed (everything built was removed): {err}") from err
     _say(f"lab is up. export KUBECONFIG={topo.kubeconfig}   # or: lbctl lab kubectl -- get svc -A")
+    if topo.bgp:
+        _say(f"BGP: birdc -s {topo.bird_socket} show route   |   lbctl bgp peers   |   "
+             f"ip netns exec {topo.wan_client_ns} curl http://EXTERNAL-IP/")
 
 
 @lab.command("down")

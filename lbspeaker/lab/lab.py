@@ -14,9 +14,10 @@ from collections.abc import Callable
 
 from lbspeaker.core.errors import LabError
 from lbspeaker.k8s.client import Kube
-from lbspeaker.lab import bootstrap, procs
+from lbspeaker.k8s.client import apply as apply_object
+from lbspeaker.lab import bgp, bootstrap, procs
 from lbspeaker.lab.netns import add_namespace, delete_namespaces, ip, list_namespaces, run, sysctl, veth
-from lbspeaker.lab.topology import API_PORT, Topology, kubeconfig_text
+from lbspeaker.lab.topology import API_PORT, BGP_POOL_V4, ROUTER_ASN, Topology, kubeconfig_text
 
 Say = Callable[[str], None]
 
@@ -108,11 +109,13 @@ def start_daemons(topo: Topology) -> None:
         started[f"kube-proxy-{m.name}"] = procs.spawn(
             d, f"kube-proxy-{m.name}", m.ns, ["lbspeaker.lab.kubeproxy", "--node", m.name, "--kubeconfig", kc]
         )
+        mode_args = ["--bgp-workdir", str(d / f"bgp-{m.name}")] if topo.bgp else ["--no-bgp"]
         started[f"speaker-{m.name}"] = procs.spawn(
             d,
             f"speaker-{m.name}",
             m.ns,
-            ["lbspeaker.speaker.main", "--node", m.name, "--interface", "eth0", "--kubeconfig", kc],
+            ["lbspeaker.speaker.main", "--node", m.name, "--interface", "eth0", "--kubeconfig", kc,
+             *mode_args, *topo.speaker_args],
         )
     time.sleep(1.0)
     for name, pid in started.items():
@@ -121,14 +124,20 @@ def start_daemons(topo: Topology) -> None:
 
 def up(topo: Topology, *, say: Say = _quiet, fresh: bool = False) -> None:
     """Build the lab; on failure remove what was built and raise."""
-    steps = Steps(6, say)
+    steps = Steps(8 if topo.bgp else 6, say)
     steps.run("removing leftovers of an earlier lab", lambda: down(topo, purge=fresh))
     topo.state_dir.mkdir(parents=True, exist_ok=True)
     try:
         steps.run(f"network namespaces, LAN switch, {topo.nodes} nodes, client", lambda: build_network(topo))
+        if topo.bgp:
+            steps.run(f"BGP router {topo.router.ns} (BIRD, AS {ROUTER_ASN}) and {topo.wan_client_ns}",
+                      lambda: bgp.start_router(topo))
         steps.run("embedded API server", lambda: start_apiserver(topo))
         kube = Kube.from_kubeconfig(str(topo.kubeconfig))
         steps.run("CRDs, memberlist secret, Node objects", lambda: bootstrap.bootstrap(kube, topo))
+        if topo.bgp:
+            steps.run(f"BGP pool {BGP_POOL_V4}, BGPPeer, BGPAdvertisement",
+                      lambda: [apply_object(kube, o) for o in bgp.bgp_objects(topo)])
         steps.run("controller, speakers, kube-proxy stand-ins", lambda: start_daemons(topo))
         steps.run("cluster check", lambda: _check(kube, topo))
     except BaseException:

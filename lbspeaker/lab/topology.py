@@ -3,6 +3,9 @@
 LAN 192.0.2.0/24 + 2001:db8:100::/64 on a bridge in ``lbk-sw``; the API server and the
 controller in ``lbk-api`` (also reachable from the host over 203.0.113.252/30);
 nodes ``lbk-node1..N``; a client ``lbk-client``. Pool addresses come from the same LAN.
+With BGP (``mode`` bgp or both) a router ``lbk-router`` (192.0.2.1, BIRD) joins the LAN and a
+second client ``lbk-wan-client`` sits behind it on 198.51.100.0/24; the BGP pool (203.0.113.0/24)
+is on no link at all, so only BGP routes make it reachable.
 """
 
 from __future__ import annotations
@@ -22,6 +25,13 @@ API_MGMT = ipaddress.IPv4Interface("203.0.113.254/30")
 LAN_V4 = ipaddress.IPv4Network("192.0.2.0/24")
 LAN_V6 = ipaddress.IPv6Network("2001:db8:100::/64")
 POOL_V4 = "192.0.2.200-192.0.2.250"
+WAN_V4 = ipaddress.IPv4Network("198.51.100.0/24")
+WAN_ROUTER = ipaddress.IPv4Interface("198.51.100.1/24")
+WAN_CLIENT = ipaddress.IPv4Interface("198.51.100.10/24")
+BGP_POOL_V4 = "203.0.113.10-203.0.113.50"
+ROUTER_ASN = 64512
+NODE_ASN = 64513
+MODES = ("l2", "bgp", "both")
 
 
 def default_state_dir() -> Path:
@@ -68,11 +78,40 @@ class Topology:
     mgmt_index: int = field(default_factory=lambda: int(os.environ.get("LBS_LAB_MGMT_INDEX", "0")))
     speaker_args: tuple[str, ...] = ()
     """Extra command-line arguments for every speaker (e.g. membership tuning)."""
+    mode: str = "l2"
+    """l2 (ARP/NDP only), bgp (adds the BIRD router and the WAN client) or both."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.mgmt_index < 63 or len(self.host_if) > 15:
             raise ValueError(f"lab topology: prefix '{self.prefix}' too long or mgmt_index {self.mgmt_index} "
                              "out of 0..62")
+        if self.mode not in MODES:
+            raise ValueError(f"lab topology: mode '{self.mode}' is not one of {', '.join(MODES)}")
+
+    @property
+    def bgp(self) -> bool:
+        """True when the lab has the BGP router."""
+        return self.mode in ("bgp", "both")
+
+    @property
+    def router(self) -> Member:
+        """The BGP router namespace (on the LAN as .1)."""
+        return Member(f"{self.prefix}router", "router", 1)
+
+    @property
+    def wan_client_ns(self) -> str:
+        """The client namespace behind the router."""
+        return f"{self.prefix}wan-client"
+
+    @property
+    def bird_dir(self) -> Path:
+        """BIRD's config, control socket and log."""
+        return self.state_dir / "bird"
+
+    @property
+    def bird_socket(self) -> Path:
+        """BIRD's control socket (``birdc -s``)."""
+        return self.bird_dir / "bird.ctl"
 
     @property
     def switch_ns(self) -> str:
@@ -120,7 +159,7 @@ class Topology:
     @property
     def lan_members(self) -> list[Member]:
         """Everything plugged into the switch."""
-        return [self.api, *self.node_members, self.client]
+        return [self.api, *self.node_members, self.client, *([self.router] if self.bgp else [])]
 
     @property
     def host_url(self) -> str:
