@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from lbspeaker.lab.netns import add_namespace, list_namespaces, pids_in
+from lbspeaker.lab.procs import wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -28,7 +29,7 @@ def test_down_cleans_up_after_a_crashed_up(tmp_path: Path) -> None:
     add_namespace(NODE)
     sleeper = subprocess.Popen(["ip", "netns", "exec", NODE, "sleep", "300"], start_new_session=True)
     try:
-        assert pids_in(NODE)
+        assert wait_until(lambda: bool(pids_in(NODE)), 10)  # `ip netns exec` needs a moment to enter
         r = _lbctl(tmp_path, "down")
         assert r.returncode == 0, r.stderr
         assert list_namespaces(PREFIX) == []
