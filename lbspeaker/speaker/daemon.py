@@ -5,6 +5,15 @@ authoritative) and the heartbeat membership (fast; keeps failover working while 
 down). Every change marks the state dirty; one worker thread recomputes the pure L2
 assignment and hands the owned set to the responder. The API being unreachable never clears
 state: informers keep their last snapshot.
+
+Health gating: the worker polls interface health every ``HEALTH_POLL_S``; an unhealthy node
+announces nothing. While it was cut off its membership view lost every peer, and after the link
+returns their heartbeats arrive one by one: an election on that partial view would hand it other
+nodes' IPs for a moment, and its gratuitous ARPs would move clients to it for good. So for a
+settle period after being unhealthy (twice ``membership_timeout``, at least ``MIN_SETTLE_S``) the
+peers it last saw alive while healthy still count as alive; it only claims what it would win
+against them. Cost: an IP whose owner really died meanwhile, and that this node should now win,
+waits for the settle period.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import base64
 import ipaddress
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,6 +53,12 @@ from lbspeaker.speaker.responder import Responder
 log = logging.getLogger(__name__)
 
 SECRET_KEY = "secretkey"
+HEALTH_POLL_S = 0.05
+"""How often the worker checks the interfaces' health (link up, responder live)."""
+MIN_SETTLE_S = 0.25
+"""Shortest settle period after being unhealthy (see the module docstring)."""
+RESYNC_S = 1.0
+"""Recompute at least this often even when nothing signalled a change."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,11 @@ class Speaker:
         self._since: dict[str, datetime] = {}
         self._ip_services: dict[IPAddress, tuple[str, ...]] = {}
         self.endpoint: Endpoint | None = None
+        self._settle_s = max(MIN_SETTLE_S, 2 * settings.membership_timeout)
+        self._settle_until = 0.0
+        self._settling = False
+        self._was_healthy = True
+        self._last_good_alive: frozenset[str] = frozenset()
         self._worker = threading.Thread(target=self._loop, name="speaker-reconcile", daemon=True)
 
     def _changed(self, _kind: str, _obj: JSON) -> None:
@@ -154,6 +175,7 @@ class Speaker:
         )
         self.membership.set_peers(self._peer_addresses())
         self.membership.start()
+        self._last_good_alive = self.membership.alive()
         self.publisher.start()
         if self.s.metrics_port:
             self.endpoint = Endpoint("0.0.0.0", self.s.metrics_port, ready=self._ready,
@@ -212,9 +234,7 @@ class Speaker:
         if self.membership is not None and peers != self._peers:
             self.membership.set_peers(peers)
             self._peers = peers
-        alive = self.membership.alive() if self.membership is not None else None
-        if alive is not None and not self.healthy:
-            alive = alive - {self.s.node}
+        alive = self._effective_alive()
         assignments = l2_assignments(
             services=[parse_service(o) for o in self.services.items()],
             nodes=nodes,
@@ -238,6 +258,24 @@ class Speaker:
             r.set_owned(ip for ip in owned if not assignments[ip].interfaces or name in assignments[ip].interfaces)
         return owned
 
+    def _effective_alive(self) -> frozenset[str] | None:
+        """The membership view the election uses (None = no view yet); see the module docstring."""
+        if self.membership is None:
+            return None
+        alive = self.membership.alive()
+        now = time.monotonic()
+        if not self.healthy:
+            self._settle_until = now + self._settle_s
+            self._settling = True
+            return alive - {self.s.node}
+        if now < self._settle_until:
+            return alive | self._last_good_alive
+        if self._settling:
+            self._settling = False
+            log.info("settled node=%s alive=%s", self.s.node, ",".join(sorted(alive)))
+        self._last_good_alive = alive
+        return alive
+
     def _records(self, assignments: dict[IPAddress, L2Assignment]) -> dict[str, L2Record]:
         ips: dict[str, list[str]] = {}
         ifaces: dict[str, set[str]] = {}
@@ -256,12 +294,28 @@ class Speaker:
             out[key] = L2Record(ns, name, self.s.node, tuple(addrs), tuple(sorted(ifaces[key])), since[key])
         return out
 
+    def _due(self, woke: bool, next_resync: float) -> bool:
+        """True when the worker must recompute: signalled, health changed, settle over, or resync."""
+        now = time.monotonic()
+        healthy = self.healthy
+        if not healthy:
+            self._settle_until = now + self._settle_s
+            self._settling = True
+        changed, self._was_healthy = healthy != self._was_healthy, healthy
+        if changed:
+            log.info("health_changed node=%s healthy=%s", self.s.node, healthy)
+        return woke or changed or now >= next_resync or (self._settling and now >= self._settle_until)
+
     def _loop(self) -> None:
+        next_resync = 0.0
         while not self._stop.is_set():
-            self._dirty.wait(1.0)
+            woke = self._dirty.wait(HEALTH_POLL_S)
             if self._stop.is_set():
                 return
+            if not self._due(woke, next_resync):
+                continue
             self._dirty.clear()
+            next_resync = time.monotonic() + RESYNC_S
             try:
                 self.reconcile()
             except Exception:  # keep serving the last owned set on a bug
