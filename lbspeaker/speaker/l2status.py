@@ -4,12 +4,17 @@ The API may be down exactly when ownership changes (that is when failover matter
 writes are desired state, retried in a background thread until they land; announcing never
 waits for them. A speaker only deletes a record that still names itself (delete guarded by the
 resourceVersion it read), so it never erases the record of the node that took over.
+
+Warnings are deduplicated: the same (Service, reason, message) becomes at most one Event per
+``WARN_HOLDOFF_S``, so an ongoing conflict (a duplicate announcer claims the IP every second)
+is one Event, not an Event storm; the metrics still count every occurrence.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,6 +22,9 @@ from lbspeaker.core.errors import ApiError, NotFoundError
 from lbspeaker.k8s.client import JSON, SERVICE_L2_STATUSES, SERVICES, Kube
 
 log = logging.getLogger(__name__)
+
+WARN_HOLDOFF_S = 60.0
+"""Shortest time between two identical warning Events."""
 
 
 @dataclass(frozen=True)
@@ -50,11 +58,14 @@ def now() -> datetime:
 class StatusPublisher:
     """Keeps ServiceL2Status objects in line with what this node announces."""
 
-    def __init__(self, kube: Kube, *, node: str, namespace: str, retry: float = 2.0) -> None:
+    def __init__(self, kube: Kube, *, node: str, namespace: str, retry: float = 2.0,
+                 warn_holdoff: float = WARN_HOLDOFF_S) -> None:
         self.kube = kube
         self.node = node
         self.namespace = namespace
         self.retry = retry
+        self.warn_holdoff = warn_holdoff
+        self._warned: dict[tuple[str, str, str], float] = {}
         self._want: dict[str, L2Record] = {}
         self._warnings: list[tuple[str, str, str]] = []
         self._written: dict[str, L2Record] = {}
@@ -79,10 +90,18 @@ class StatusPublisher:
         self._wake.set()
 
     def warn(self, service_key: str, *, reason: str, message: str) -> None:
-        """Queue a Warning Event on a Service (sent from the writer thread)."""
+        """Queue a Warning Event on a Service (sent from the writer thread); repeats are dropped."""
+        key = (service_key, reason, message)
+        now = time.monotonic()
         with self._lock:
+            last = self._warned.get(key)
+            if last is not None and now - last < self.warn_holdoff:
+                return
+            if len(self._warned) >= 1000:
+                self._warned = {k: t for k, t in self._warned.items() if now - t < self.warn_holdoff}
+            self._warned[key] = now
             if len(self._warnings) < 100:
-                self._warnings.append((service_key, reason, message))
+                self._warnings.append(key)
         self._wake.set()
 
     def _send_warnings(self) -> None:
