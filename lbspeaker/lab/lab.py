@@ -47,12 +47,15 @@ def build_network(topo: Topology) -> None:
     add_namespace(sw)
     for key in ("arptables", "iptables", "ip6tables"):  # a switch forwards frames, it does not filter them
         run(["sysctl", "-qw", f"net.bridge.bridge-nf-call-{key}=0"], ns=sw, check=False)
-    ip("link", "add", "br0", "type", "bridge", ns=sw)
+    # MLD snooping with a querier, as on a managed switch: NDP only reaches joined ports
+    ip("link", "add", "br0", "type", "bridge", "mcast_snooping", "1", "mcast_querier", "1", ns=sw)
     ip("link", "set", "br0", "up", ns=sw)
     for m in topo.lan_members:
         add_namespace(m.ns)
         sysctl(m.ns, "net.ipv6.conf.all.accept_dad", "0")
         sysctl(m.ns, "net.ipv6.conf.default.accept_dad", "0")
+        for scope in ("all", "default"):  # a link flap must not delete the node's LAN IPv6 address
+            sysctl(m.ns, f"net.ipv6.conf.{scope}.keep_addr_on_down", "1")
         veth(m.ns, "eth0", sw, m.switch_port)
         ip("link", "set", m.switch_port, "master", "br0", ns=sw)
         ip("addr", "add", str(m.v4), "dev", "eth0", ns=m.ns)
