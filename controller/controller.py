@@ -4,6 +4,9 @@ Invariants:
 - Nothing is allocated before the Service, pool, L2Advertisement and Namespace caches synced
   and every existing ``status.loadBalancer.ingress`` was adopted (a restart moves no IP).
 - One worker thread owns the allocator; informer threads only enqueue keys.
+- The watch echo of our own write is not decided again: while a write is in flight the events
+  for its key are collected, and only one with a resourceVersion we did not write, or whose
+  spec/labels/annotations/ingress differ from what the write should have produced, re-queues it.
 - An invalid config change keeps the last good config; while only a partial config exists
   (invalid objects at start), addresses outside every pool are kept, not replaced.
 """
@@ -50,6 +53,31 @@ def _rv(obj: dict[str, Any] | None) -> str:
     return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
 
 
+def _ingress(status: Any) -> Any:
+    return ((status or {}).get("loadBalancer") or {}).get("ingress") or []
+
+
+def _fingerprint(obj: dict[str, Any]) -> tuple[Any, ...]:
+    """The parts of a Service a decision depends on or our writes set (cheap dict compares)."""
+    meta = obj.get("metadata") or {}
+    return (obj.get("spec"), meta.get("labels") or {}, meta.get("annotations") or {}, _ingress(obj.get("status")))
+
+
+def _expected(obj: dict[str, Any], status: dict[str, Any] | None, ann: dict[str, Any] | None) -> tuple[Any, ...]:
+    """The fingerprint obj should have once the merge patches status and ann were applied."""
+    spec, labels, annotations, ingress = _fingerprint(obj)
+    if status is not None and "loadBalancer" in (status.get("status") or {}):
+        ingress = _ingress(status["status"])
+    if ann is not None:
+        annotations = dict(annotations)
+        for k, v in ((ann.get("metadata") or {}).get("annotations") or {}).items():
+            if v is None:
+                annotations.pop(k, None)
+            else:
+                annotations[k] = v
+    return spec, labels, annotations, ingress
+
+
 class Controller:
     """Allocates pool addresses to LoadBalancer Services through the Kubernetes API."""
 
@@ -79,6 +107,10 @@ class Controller:
         self._last_failure: dict[str, str] = {}
         self._pending: dict[str, tuple[str, ...]] = {}
         """Per key, the resourceVersions around our last write (the last one is the result)."""
+        self._expect: dict[str, tuple[Any, ...]] = {}
+        """Per key, the fingerprint our last (or in-flight) write should produce."""
+        self._writing: dict[str, list[dict[str, Any]]] = {}
+        """Per key with a write in flight, the objects the watch delivered meanwhile."""
         self._lock = threading.Lock()
         self._config_errors: set[str] = set()
         self._stats_dirty = True
@@ -87,6 +119,8 @@ class Controller:
         self.usage: dict[str, dict[int, PoolUsage]] = {}
         """Per pool and IP version, the usage last computed by the worker (read by metrics)."""
         self.services_per_pool: dict[str, int] = {}
+        self.decisions = 0
+        """How many times a Service was decided (echo suppression keeps this near one per change)."""
         self.services = Informer(kube, SERVICES, on_event=self._on_service)
         self.pools = Informer(kube, IPADDRESSPOOLS, namespace, on_event=self._on_config)
         self.l2ads = Informer(kube, L2ADVERTISEMENTS, namespace, on_event=self._on_config)
@@ -102,9 +136,27 @@ class Controller:
         key = object_key(obj)
         if kind != "DELETED":
             with self._lock:
-                if _rv(obj) in self._pending.get(key, ())[1:]:
+                seen = self._writing.get(key)
+                if seen is not None:
+                    seen.append(obj)  # judged when the write ended: our echo or a foreign change
+                    return
+                if self._is_echo(key, obj, self._pending.get(key, ())):
                     return  # the echo of our own write: nothing new
         self.queue.add(key)
+
+    def _is_echo(self, key: str, obj: dict[str, Any], rvs: tuple[str, ...]) -> bool:
+        """True when obj is a state our last write for key produced (call with the lock held)."""
+        rv = _rv(obj)
+        if not rvs or rv not in rvs:
+            return False
+        # the final state must look as the write intended (a relist may have folded in a foreign
+        # change); intermediate states are superseded by it
+        if rv != rvs[-1]:
+            return True
+        if _fingerprint(obj) != self._expect.get(key):
+            return False
+        del self._expect[key]  # confirmed: keep memory flat (a repeat of this state is decided again)
+        return True
 
     def _on_config(self, _kind: str, _obj: dict[str, Any]) -> None:
         if self._started:
@@ -158,9 +210,10 @@ class Controller:
                 elif not self.settled.is_set() and self.writer.idle() and not len(self.queue):
                     self.settled.set()
                     log.info(
-                        "initial_reconcile_done services=%d assignments=%d",
+                        "initial_reconcile_done services=%d assignments=%d decisions=%d",
                         len(self.services.items()),
                         len(self.allocator.assignments()),
+                        self.decisions,
                     )
                 if key is None or time.monotonic() - self._stats_at > 5 * self.status_interval:
                     self._write_pool_status()
@@ -248,11 +301,13 @@ class Controller:
             else:
                 stale = False
                 self._pending.pop(key, None)
+                self._expect.pop(key, None)
         if stale:
             self.queue.add_after(key, 0.05)
             return
         svc = parse_service(obj) if obj is not None else None
         before = self.allocator.assignment(key)
+        self.decisions += 1
         decision = decide(svc, key, self.allocator, lb_class=self.lb_class, may_replace=self.config_ok)
         self._stats_dirty = True
         after = self.allocator.assignment(key)
@@ -264,7 +319,12 @@ class Controller:
             self._last_failure.pop(key, None)
             return
         conditions = ((obj or {}).get("status") or {}).get("conditions") or []
-        self.writer.submit(self._job(svc, decision, conditions if isinstance(conditions, list) else []))
+        job = self._job(svc, decision, conditions if isinstance(conditions, list) else [])
+        if obj is not None and (job.status is not None or job.annotation is not None):
+            with self._lock:
+                self._writing[key] = []
+                self._expect[key] = _expected(obj, job.status, job.annotation)
+        self.writer.submit(job)
 
     def _job(self, svc: ServiceRef, d: Decision, conditions: list[dict[str, Any]]) -> WriteJob:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -306,12 +366,18 @@ class Controller:
     def _write_done(self, job: WriteJob, rvs: tuple[str, ...], err: ApiError | None) -> None:
         """Called from a writer thread when a job ended."""
         with self._lock:
+            seen = self._writing.pop(job.key, [])
             if err is None:
                 self._pending[job.key] = rvs
                 self._failures.pop(job.key, None)
+                if not all(self._is_echo(job.key, o, rvs) for o in seen):
+                    self.queue.add(job.key)  # a foreign change arrived while we wrote
                 return
+            self._expect.pop(job.key, None)
             if isinstance(err, NotFoundError):
                 self._failures.pop(job.key, None)
+                if seen:
+                    self.queue.add(job.key)
                 return
             n = self._failures.get(job.key, 0) + 1
             self._failures[job.key] = n
