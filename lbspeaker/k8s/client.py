@@ -8,6 +8,7 @@ package allowed to import ``kubernetes`` (import-linter contract).
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from lbspeaker.core.errors import ApiError, ConflictError, GoneError, NotFoundError
+from lbspeaker.k8s.fasthttp import FastHTTP, install_fast_header_parser
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,11 @@ class Kube:
         self._api = api_client
         self._timeout = timeout
         self.host: str = str(api_client.configuration.host)
+        install_fast_header_parser()
+        pm = getattr(getattr(api_client, "rest_client", None), "pool_manager", None)
+        maxsize = getattr(api_client.configuration, "connection_pool_maxsize", None) or 32
+        self._fast = FastHTTP.for_pool_manager(pm, self.host, maxsize=int(maxsize)) if pm is not None else None
+        """Plain requests go here (urllib3 keeps watches and proxied setups)."""
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, *, timeout: float = 10.0) -> Kube:
@@ -125,6 +132,8 @@ class Kube:
 
     def close(self) -> None:
         """Release the connection pool."""
+        if self._fast is not None:
+            self._fast.close()
         self._api.close()
 
     # -- raw requests ---------------------------------------------------------------------
@@ -139,17 +148,27 @@ class Kube:
         content_type: str = "application/json",
         timeout: float | tuple[float, float] | None = None,
         stream: bool = False,
+        want_body: bool = True,
     ) -> Any:
-        """Send one request; returns parsed JSON, or the raw urllib3 response when streaming."""
-        url = self.host + path + ("?" + urlencode(query) if query else "")
+        """Send one request; returns parsed JSON ({} unless want_body), or the raw urllib3 response when streaming."""
+        target = path + ("?" + urlencode(query) if query else "")
+        url = self.host + target
         headers = {"Accept": "application/json", "Content-Type": content_type, "User-Agent": USER_AGENT}
         auth = self._api.configuration.auth_settings().get("BearerToken")
         if auth and auth.get("value"):
             headers[str(auth["key"])] = str(auth["value"])
         data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
         t = timeout or self._timeout
-        to = urllib3.Timeout(connect=t[0], read=t[1]) if isinstance(t, tuple) else urllib3.Timeout(total=t)
         what = f"{method} {path}"
+        if not stream and self._fast is not None:
+            try:
+                status, data = self._fast.request(method, target, headers, data, timeout=t)
+            except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError) as err:
+                raise ApiError(f"{what}: {err}") from err
+            if status >= 300:
+                raise _error(status, data, what)
+            return json.loads(data) if data and want_body else {}
+        to = urllib3.Timeout(connect=t[0], read=t[1]) if isinstance(t, tuple) else urllib3.Timeout(total=t)
         try:
             # straight onto the client's connection pool (TLS and client certs as configured): the
             # generated serialisation layer costs more CPU than the request itself at 10k objects
@@ -167,7 +186,7 @@ class Kube:
             resp.release_conn()
         if resp.status >= 300:
             raise _error(resp.status, data, what)
-        return json.loads(data) if data else {}
+        return json.loads(data) if data and want_body else {}
 
     # -- verbs ----------------------------------------------------------------------------
 
@@ -300,6 +319,8 @@ class Kube:
         ns = meta.get("namespace") or "default"
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {
+            "apiVersion": EVENTS.api_version,
+            "kind": EVENTS.kind,
             "metadata": {"generateName": f"{meta.get('name', 'obj')}.", "namespace": ns},
             "involvedObject": {
                 "kind": obj.get("kind"),
@@ -317,10 +338,10 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
             "reportingComponent": component,
-            "reportingInstance": socket.gethostname(),
+            "reportingInstance": _HOSTNAME,
         }
         try:
-            self.create(EVENTS, body, namespace=ns)
+            self.request("POST", EVENTS.path(namespace=ns), body=body, want_body=False)  # nobody reads the reply
         except ApiError as err:
             log.warning("event_failed reason=%s object=%s/%s err=%s", reason, ns, meta.get("name"), err)
 
