@@ -4,6 +4,8 @@ Invariants:
 - At most one write job per Service key is in flight; a key decided again meanwhile is handed
   back (``requeue``) when that job ends, so writes for one Service never reorder.
 - At most 4 jobs per writer thread are queued: the worker blocks instead of piling up jobs.
+- Plain threads on SimpleQueues, not ThreadPoolExecutor: a Future per write and per event cost
+  the controller about a sixth of its CPU at 10k Services.
 - Events are sent after the job's writes succeeded, on their own thread; they never delay a
   status write, a failed write sends none, and beyond a backlog of MAX_QUEUED_EVENTS they are
   dropped and counted (as client-go does) so memory stays bounded.
@@ -12,9 +14,9 @@ Invariants:
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,10 +60,42 @@ class Writer:
         self._inflight: set[str] = set()
         self._dirty: set[str] = set()
         self._slots = threading.BoundedSemaphore(workers * 4)  # backpressure: the worker waits, memory stays flat
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="writer")
-        self._events = ThreadPoolExecutor(1, thread_name_prefix="events")
+        self._workers = workers
+        self._jobs: queue.SimpleQueue[WriteJob | None] = queue.SimpleQueue()
+        self._events: queue.SimpleQueue[tuple[dict[str, Any], EventSpec] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._closing = False
+        self._closed = False
         self._events_queued = 0
         self.events_dropped = 0
+
+    def _start(self) -> None:
+        """Start the writer and event threads on first use (daemons: close() joins them)."""
+        with self._lock:
+            if self._threads:
+                return
+            for i in range(self._workers):
+                self._threads.append(threading.Thread(target=self._write_loop, name=f"writer_{i}", daemon=True))
+            self._threads.append(threading.Thread(target=self._event_loop, name="events_0", daemon=True))
+        for t in self._threads:
+            t.start()
+
+    def _write_loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                self._run(job)
+            except Exception:  # _run handles API errors; anything else must not kill the thread
+                log.exception("writer_failed key=%s", job.key)
+
+    def _event_loop(self) -> None:
+        while (item := self._events.get()) is not None:
+            if self._closing:
+                continue  # close() drops events not yet sent
+            ref, ev = item
+            try:
+                self.kube.event(ref, reason=ev.reason, message=ev.message, type=ev.type, component=COMPONENT)
+            except Exception:
+                log.exception("event_failed reason=%s", ev.reason)
 
     def claim(self, key: str) -> bool:
         """True when no job for key is in flight; otherwise remember to requeue key later."""
@@ -73,13 +107,17 @@ class Writer:
 
     def submit(self, job: WriteJob) -> None:
         """Run the job's writes (if any) in the pool, then send its events."""
+        if self._closed:
+            raise RuntimeError("writer: submit after close")
+        if not self._threads:
+            self._start()
         if job.status is None and job.annotation is None:
             self._send_events(job)
             return
         self._slots.acquire()
         with self._lock:
             self._inflight.add(job.key)
-        self._pool.submit(self._run, job)
+        self._jobs.put(job)
 
     def _run(self, job: WriteJob) -> None:
         rvs = [job.resource_version]
@@ -111,14 +149,7 @@ class Writer:
 
     def _send_events(self, job: WriteJob) -> None:
         for ev in job.events:
-            self._events.submit(
-                self.kube.event,
-                job.ref,
-                reason=ev.reason,
-                message=ev.message,
-                type=ev.type,
-                component=COMPONENT,
-            )
+            self._events.put((job.ref, ev))
 
     def idle(self) -> bool:
         """True when no write is in flight."""
@@ -126,6 +157,16 @@ class Writer:
             return not self._inflight
 
     def close(self) -> None:
-        """Finish in-flight writes; drop events not yet sent."""
-        self._pool.shutdown(wait=True)
-        self._events.shutdown(wait=True, cancel_futures=True)
+        """Finish in-flight and queued writes; drop events not yet sent."""
+        with self._lock:
+            self._closed = True
+            threads = list(self._threads)
+        writers = threads[:-1]
+        for _ in writers:
+            self._jobs.put(None)
+        for t in writers:
+            t.join()
+        self._closing = True
+        self._events.put(None)
+        for t in threads[-1:]:
+            t.join()
