@@ -7,8 +7,8 @@ Invariants:
 - Plain threads on SimpleQueues, not ThreadPoolExecutor: a Future per write and per event cost
   the controller about a sixth of its CPU at 10k Services.
 - Events are sent after the job's writes succeeded, on their own thread; they never delay a
-  status write, a failed write sends none, and beyond a backlog of MAX_QUEUED_EVENTS they are
-  dropped and counted (as client-go does) so memory stays bounded.
+  status write, and a failed write sends none. The event queue is not bounded: every
+  IPAllocated / AllocationFailed is sent, even in a 10k-Service burst (about 1 kB each while queued).
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ from lbspeaker.k8s.client import SERVICES, Kube
 log = logging.getLogger(__name__)
 
 COMPONENT = "lbspeaker-controller"
-MAX_QUEUED_EVENTS = 5000
-"""Like client-go's event broadcaster, drop (and count) events beyond this backlog."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,6 @@ class Writer:
         self._closing = False
         self._closed = False
         self._events_queued = 0
-        self.events_dropped = 0
 
     def _start(self) -> None:
         """Start the writer and event threads on first use (daemons: close() joins them)."""
