@@ -151,8 +151,6 @@ def test_remove_ingress_with_strategic_patch_null(core: K8s, ns: str) -> None:
 
 
 def test_default_kubernetes_service_exists(core: K8s) -> None:
-    if core.api.name == "embedded":
-        pytest.skip("the embedded server has no apiserver endpoint Service (see docs/contract.md)")
     svc = core.core.read_namespaced_service("kubernetes", "default")
     assert svc.spec.ports[0].port == 443
 
