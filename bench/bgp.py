@@ -7,7 +7,7 @@ process, fed through the same config parser and route functions as the speaker.
 
 - ``announce_s``: from the apply request until all N routes (IPv4 and IPv6) are in BIRD's tables;
 - ``withdraw_s``: from the apply with no routes until BIRD's tables are empty;
-- ``bfd_failover_ms``: SIGSTOP of the speaker side (process + exabgp), BFD 100 ms x 3 on both
+- ``bfd_failover_ms``: SIGSTOP of the speaker side (process + exabgp), BFD ``--bfd-ms`` (default 50) x 3 on both
   ends, until BIRD has none of the N routes;
 - ``bfd_failover_exabgp_hung_ms``: SIGSTOP of exabgp alone: the driver sees its API hung
   (0.25 s without an answer), silences BFD, and BIRD's BFD drops the sessions;
@@ -34,13 +34,18 @@ from tests.netns.bgp.peers import Bird, Lab, SpeakerProc, wait_until
 from tests.netns.bgp.scenario import obj
 
 NODE = {"name": "n1", "addresses": ["192.0.2.2", "2001:db8::2"]}
-PROFILE = obj("fast", receiveInterval=100, transmitInterval=100, detectMultiplier=3)
+BFD_MS = 100  # overridden by --bfd-ms
+
+
+def bfd_profile(ms: int) -> dict[str, Any]:
+    """The BFDProfile both sides use (ms x 3)."""
+    return obj("fast", receiveInterval=ms, transmitInterval=ms, detectMultiplier=3)
 ADV = obj("all")
 
 BIRD_CONF = """
 router id 192.0.2.1;
 protocol device {}
-protocol bfd { interface "*" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }; }
+protocol bfd { interface "*" { min rx interval BFDMS ms; min tx interval BFDMS ms; multiplier 3; }; }
 protocol bgp s4 { local 192.0.2.1 as 64512; neighbor 192.0.2.2 as 64513; error wait time 1, 10;
   bfd BFD; hold time HOLD; ipv4 { import all; export none; }; }
 protocol bgp s6 { local 2001:db8::1 as 64512; neighbor 2001:db8::2 as 64513; error wait time 1, 10;
@@ -67,7 +72,7 @@ def peers(bfd: bool, hold: int) -> list[dict[str, Any]]:
 def setup(lab: Lab, *, bfd: bool, hold: int) -> tuple[Bird, SpeakerProc]:
     r, s = lab.ns("r"), lab.ns("s")
     lab.link(r, s, ("192.0.2.1/24", "192.0.2.2/24"), ("2001:db8::1/64", "2001:db8::2/64"))
-    conf = BIRD_CONF.replace("BFD", "on" if bfd else "off").replace("HOLD", str(hold))
+    conf = BIRD_CONF.replace("BFDMS", str(BFD_MS)).replace("BFD", "on" if bfd else "off").replace("HOLD", str(hold))
     return Bird(lab, r, conf), SpeakerProc(lab, s)
 
 
@@ -77,7 +82,8 @@ def counts(bird: Bird) -> tuple[int, int]:
 
 def apply(sp: SpeakerProc, ips: list[str], *, bfd: bool, hold: int) -> None:
     sp.request(
-        op="apply", peers=peers(bfd, hold), advertisements=[ADV], bfd_profiles=[PROFILE], node=NODE, ips=ips,
+        op="apply", peers=peers(bfd, hold), advertisements=[ADV], bfd_profiles=[bfd_profile(BFD_MS)], node=NODE,
+        ips=ips,
         timeout=120,
     )  # fmt: skip
 
@@ -120,7 +126,7 @@ def run_bfd(n: int) -> dict[str, Any]:
         exabgp_ms = failover_ms(bird, sp, timeout=20, exabgp_only=True)
         return {
             "routes": n, "v4_routes": len(v4), "v6_routes": len(v6), "announce_s": round(announce_s, 3),
-            "withdraw_s": round(withdraw_s, 3), "bfd_failover_ms": round(bfd_ms, 1), "bfd": "100ms x 3",
+            "withdraw_s": round(withdraw_s, 3), "bfd_failover_ms": round(bfd_ms, 1), "bfd": f"{BFD_MS}ms x 3",
             "bfd_failover_exabgp_hung_ms": round(exabgp_ms, 1),
             "exabgp_rss_kb": rss,
         }  # fmt: skip
@@ -159,7 +165,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--routes", type=int, default=10_000)
     ap.add_argument("--hold", type=int, default=3, help="hold time (s) for hold_failover_ms; 3 is the minimum")
+    ap.add_argument("--bfd-ms", type=int, default=50,
+                    help="BFD interval on both sides (x 3); with 100 the router's detection alone is 200-300 ms")
     args = ap.parse_args()
+    global BFD_MS
+    BFD_MS = args.bfd_ms
     out = run_bfd(args.routes)
     out.update(run_hold(args.routes, args.hold))
     print(json.dumps(out))
