@@ -171,6 +171,8 @@ class Speaker:
             self.s.node,
             secret=self._read_secret(),
             port=self.s.membership_port,
+            interval=self.s.membership_interval,
+            timeout=self.s.membership_timeout,
             on_change=self._membership_changed,
         )
         self.membership.set_peers(self._peer_addresses())

@@ -1,0 +1,48 @@
+"""The speaker's membership tuning flags reach the Membership it starts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from lbspeaker.speaker import daemon, main
+
+
+def test_membership_flags_reach_the_membership(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    class FakeSpeaker:
+        def __init__(self, _kube: object, settings: daemon.SpeakerSettings) -> None:
+            seen["settings"] = settings
+
+        def start(self) -> None:
+            raise SystemExit(0)
+
+    monkeypatch.setattr(main, "Speaker", FakeSpeaker)
+    monkeypatch.setattr(main.Kube, "from_kubeconfig", classmethod(lambda cls, path: object()))
+    result = CliRunner().invoke(main.main, ["--node", "n1", "--no-bgp", "--membership-interval", "0.005",
+                                            "--membership-timeout", "0.03"])
+    assert result.exit_code == 0, result.output
+    s = seen["settings"]
+    assert (s.membership_interval, s.membership_timeout) == (0.005, 0.03)
+
+
+def test_daemon_passes_timings_to_membership(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: dict[str, Any] = {}
+
+    class FakeMembership:
+        def __init__(self, node: str, **kw: Any) -> None:
+            made.update(kw)
+            raise RuntimeError("stop here")
+
+    sp = daemon.Speaker.__new__(daemon.Speaker)
+    sp.s = daemon.SpeakerSettings(node="n1", interfaces=("eth0",), membership_interval=0.005,
+                                  membership_timeout=0.03)
+    sp.responders, sp.informers = {}, []
+    monkeypatch.setattr(daemon, "Membership", FakeMembership)
+    monkeypatch.setattr(sp, "_read_secret", lambda: b"k", raising=False)
+    with pytest.raises(RuntimeError, match="stop here"):
+        sp.start()
+    assert (made["interval"], made["timeout"]) == (0.005, 0.03)
