@@ -17,22 +17,11 @@ from typing import Any
 import pytest
 
 from controller.controller import Controller
+from lbspeaker.apiserver.patch import json_merge
 from lbspeaker.core.errors import NotFoundError
 from lbspeaker.k8s.client import IPADDRESSPOOLS, L2ADVERTISEMENTS, SERVICES, Resource
 
 NS = "lbspeaker-system"
-
-
-def _merge(target: Any, patch: Any) -> Any:
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = _merge(out.get(k), v)
-    return out
 
 
 class FakeKube:
@@ -116,7 +105,7 @@ class FakeKube:
                 if subresource == "status"
                 else {k: v for k, v in body.items() if k != "status"}
             )
-            self.objs[key] = _merge(self.objs[key], part)
+            self.objs[key] = json_merge(self.objs[key], part)
             return self._bump(res, "MODIFIED", self.objs[key])
 
     def replace_spec(self, res: Resource, name: str, namespace: str, spec: dict[str, Any]) -> None:
