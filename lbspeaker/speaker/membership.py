@@ -61,6 +61,12 @@ RT_PRIORITY = 10  # SCHED_RR priority of the tick thread: above every SCHED_OTHE
 _DSCP_CS6 = 0xC0  # network control: heartbeats go first on congested links
 
 
+def check_timings(node: str, interval: float, timeout: float) -> None:
+    """Raise ValueError unless 0 < interval < timeout."""
+    if not 0 < interval < timeout:
+        raise ValueError(f"creating membership of '{node}': interval {interval}: must be in (0, timeout)")
+
+
 class Membership:
     """Heartbeat membership of one speaker; thread-safe."""
 
@@ -77,8 +83,7 @@ class Membership:
         max_age: float = 30.0,
         realtime: bool = True,
     ) -> None:
-        if not 0 < interval < timeout:
-            raise ValueError(f"creating membership of '{node}': interval {interval}: must be in (0, timeout)")
+        check_timings(node, interval, timeout)
         self.node = node
         self.port = port
         self.interval = interval

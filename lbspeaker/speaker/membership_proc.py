@@ -32,6 +32,7 @@ from lbspeaker.speaker.membership import (
     DEFAULT_PORT,
     DEFAULT_TIMEOUT,
     Membership,
+    check_timings,
     raise_priority,
 )
 
@@ -56,7 +57,7 @@ class MembershipProcess:
         max_age: float = 30.0,
         realtime: bool = True,
     ) -> None:
-        Membership(node, secret=secret, on_change=on_change, interval=interval, timeout=timeout)  # validates
+        check_timings(node, interval, timeout)
         self.node = node
         self._settings = {
             "node": node,
