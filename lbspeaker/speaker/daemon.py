@@ -6,8 +6,21 @@ down). Every change marks the state dirty; one worker thread recomputes the pure
 assignment and hands the owned set to the responder. The API being unreachable never clears
 state: informers keep their last snapshot.
 
+Interfaces: with a fixed ``--interface`` list the speaker answers there (narrowed per IP by
+``L2Advertisement.spec.interfaces``). Without one it re-reads the node's links on every
+recompute (at least every ``RESYNC_S``) and answers each IP on the interfaces
+``core.ifselect.select_interfaces`` picks (the NIC whose subnet holds it, else every usable one);
+responders are opened for interfaces that are needed and closed when no longer needed.
+
 Health gating: the worker polls interface health every ``HEALTH_POLL_S``; an unhealthy node
-announces nothing. While it was cut off its membership view lost every peer, and after the link
+announces nothing. Healthy = every *required* interface has a live responder whose link is up.
+Required = the fixed list; in automatic mode, the interfaces selected for any IP this node could
+announce (its pool has an L2Advertisement selecting this node; independent of the election, so
+stepping down cannot make the node healthy again). A down NAT NIC that carries no VIP does not
+count; a down LAN NIC does (selection keeps a down NIC whose subnet holds the VIP). In automatic
+mode the node is also unhealthy when such an IP has no usable interface at all.
+
+While it was cut off its membership view lost every peer, and after the link
 returns their heartbeats arrive one by one: an election on that partial view would hand it other
 nodes' IPs for a moment, and its gratuitous ARPs would move clients to it for good. So for a
 settle period after being unhealthy (twice ``membership_timeout``, at least ``MIN_SETTLE_S``) the
@@ -30,7 +43,8 @@ from prometheus_client import CollectorRegistry
 
 from lbspeaker.core.announce import L2Assignment, l2_assignments, owned_by
 from lbspeaker.core.config import Config, parse_config
-from lbspeaker.core.errors import ApiError
+from lbspeaker.core.errors import ApiError, NetworkError
+from lbspeaker.core.ifselect import LinkInfo, advertised_interfaces, select_interfaces
 from lbspeaker.core.node import NodeInfo, endpoints_from_slices, parse_node
 from lbspeaker.core.service import IPAddress, parse_service
 from lbspeaker.k8s.client import (
@@ -46,6 +60,7 @@ from lbspeaker.k8s.client import (
 from lbspeaker.k8s.informer import Informer
 from lbspeaker.runtime.endpoint import Endpoint
 from lbspeaker.speaker.l2status import L2Record, StatusPublisher, now
+from lbspeaker.speaker.links import LinkReader
 from lbspeaker.speaker.membership import DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Membership
 from lbspeaker.speaker.metrics import SpeakerCollector
 from lbspeaker.speaker.responder import Responder
@@ -68,7 +83,7 @@ class SpeakerSettings:
     node: str
     """This node's name (the Node object's name)."""
     interfaces: tuple[str, ...]
-    """The LAN interfaces to answer ARP/NDP on (an L2Advertisement may narrow them per IP)."""
+    """Fixed interfaces to answer ARP/NDP on (an L2Advertisement may narrow them per IP); () = automatic."""
     namespace: str = "lbspeaker-system"
     """Where the config CRs and the memberlist Secret live."""
     secret_name: str = "lbspeaker-memberlist"
@@ -102,9 +117,15 @@ class Speaker:
         self.pools = Informer(kube, IPADDRESSPOOLS, ns, on_event=self._changed)
         self.l2advs = Informer(kube, L2ADVERTISEMENTS, ns, on_event=self._changed)
         self.informers = [self.services, self.nodes, self.slices, self.pools, self.l2advs]
-        self.responders = {i: Responder(interface=i) for i in settings.interfaces}
-        for r in self.responders.values():
-            r.on_conflict = self._conflict
+        self._fixed = settings.interfaces
+        self._links = None if self._fixed else LinkReader()
+        self.responders: dict[str, Responder] = {}
+        """Open responders by interface; replaced as a whole (readers on other threads take one dict)."""
+        for i in self._fixed:
+            self.responders[i] = Responder(interface=i)
+            self.responders[i].on_conflict = self._conflict
+        self._required: frozenset[str] = frozenset(self._fixed)
+        self._stranded = False
         self.membership: Membership | None = None
         self.publisher = StatusPublisher(kube, node=settings.node, namespace=ns)
         self._since: dict[str, datetime] = {}
@@ -131,8 +152,9 @@ class Speaker:
 
     @property
     def healthy(self) -> bool:
-        """Every interface is up and its responder live (else this node steps down)."""
-        return all(r.healthy for r in self.responders.values())
+        """Every required interface is up and its responder live (see the module docstring)."""
+        responders = self.responders
+        return not self._stranded and all(n in responders and responders[n].healthy for n in self._required)
 
     def _membership_changed(self, alive: frozenset[str]) -> None:
         log.info("membership_changed alive=%s", ",".join(sorted(alive)))
@@ -183,25 +205,28 @@ class Speaker:
             self.endpoint = Endpoint("0.0.0.0", self.s.metrics_port, ready=self._ready,
                                      registry=CollectorRegistry())
             m = self.membership
-            for name, r in self.responders.items():
-                self.endpoint.registry.register(SpeakerCollector(
-                    node=self.s.node, interface=name, responder_stats=lambda r=r: r.stats,  # type: ignore[misc]
-                    membership_stats=m.stats, alive=lambda: len(m.alive())))
+            self.endpoint.registry.register(SpeakerCollector(
+                node=self.s.node, responder_stats=lambda: {n: r.stats for n, r in self.responders.items()},
+                membership_stats=m.stats, alive=lambda: len(m.alive())))
             self.endpoint.start()
         self._dirty.set()
         self._worker.start()
-        log.info("speaker_started node=%s interfaces=%s", self.s.node, ",".join(self.s.interfaces))
+        log.info("speaker_started node=%s interfaces=%s", self.s.node, ",".join(self._fixed) or "auto")
 
     def stop(self) -> None:
         """Stop answering and leave."""
         self._stop.set()
         self._dirty.set()
+        if self._worker.is_alive():  # it may be opening responders
+            self._worker.join(timeout=5.0)
         for inf in self.informers:
             inf.stop()
         if self.membership is not None:
             self.membership.stop()
         for r in self.responders.values():
             r.stop()
+        if self._links is not None:
+            self._links.close()
         self.publisher.stop()
         if self.endpoint is not None:
             self.endpoint.stop()
@@ -237,16 +262,20 @@ class Speaker:
             self.membership.set_peers(peers)
             self._peers = peers
         alive = self._effective_alive()
+        config = self._current_config()
         assignments = l2_assignments(
             services=[parse_service(o) for o in self.services.items()],
             nodes=nodes,
-            config=self._current_config(),
+            config=config,
             endpoints=endpoints_from_slices(self.slices.items()),
             alive=alive,
         )
         owned = owned_by(self.s.node, assignments)
         self._ip_services = {ip: a.services for ip, a in assignments.items() if a.node == self.s.node}
-        self.publisher.publish(self._records(assignments))
+        links = self._links.read() if self._links is not None else ()
+        plan = {ip: select_interfaces(ip, links, restrict=assignments[ip].interfaces, fixed=self._fixed)
+                for ip in owned}
+        self.publisher.publish(self._records(assignments, plan))
         if owned != self._owned:
             gained, lost = owned - self._owned, self._owned - owned
             log.info(
@@ -256,9 +285,52 @@ class Speaker:
                 ",".join(map(str, sorted(lost, key=str))),
             )
             self._owned = owned
-        for name, r in self.responders.items():
-            r.set_owned(ip for ip in owned if not assignments[ip].interfaces or name in assignments[ip].interfaces)
+        me = nodes.get(self.s.node)
+        self._sync_responders(plan, links, self._required_interfaces(
+            assignments, links, config=config, labels=me.label_map if me else {}))
         return owned
+
+    def _required_interfaces(self, assignments: dict[IPAddress, L2Assignment], links: tuple[LinkInfo, ...], *,
+                             config: Config, labels: dict[str, str]) -> tuple[frozenset[str], bool]:
+        """(interfaces health depends on, whether some IP this node could announce has none)."""
+        if self._fixed:
+            return frozenset(self._fixed), False
+        required: set[str] = set()
+        stranded = False
+        for ip in assignments:
+            restrict = advertised_interfaces(ip, config, node_labels=labels)
+            if restrict is None:
+                continue
+            chosen = select_interfaces(ip, links, restrict=restrict)
+            required.update(chosen)
+            stranded = stranded or (not chosen and not restrict)
+        return frozenset(required), stranded
+
+    def _sync_responders(self, plan: dict[IPAddress, tuple[str, ...]], links: tuple[LinkInfo, ...],
+                         health: tuple[frozenset[str], bool]) -> None:
+        """Open responders for needed interfaces, close unneeded (or re-created) ones, hand out the IPs."""
+        required, stranded = health
+        wanted = required | {i for chosen in plan.values() for i in chosen}
+        index = {link.name: link.index for link in links}
+        current = dict(self.responders)
+        closing = [current.pop(n) for n in list(current) if not self._fixed and (
+            n not in wanted or index.get(n, current[n].ifindex) != current[n].ifindex)]
+        for name in sorted(wanted - set(current)):
+            try:
+                r = Responder(interface=name)
+            except NetworkError as err:
+                log.warning("responder_open_failed node=%s interface=%s err=%s", self.s.node, name, err)
+                continue
+            r.on_conflict = self._conflict
+            r.start()
+            current[name] = r
+        if closing or set(current) != set(self.responders):
+            log.info("interfaces_changed node=%s open=%s", self.s.node, ",".join(sorted(current)))
+        self.responders, self._required, self._stranded = current, required, stranded
+        for name, r in current.items():
+            r.set_owned(ip for ip, chosen in plan.items() if name in chosen)
+        for r in closing:
+            r.stop()
 
     def _effective_alive(self) -> frozenset[str] | None:
         """The membership view the election uses (None = no view yet); see the module docstring."""
@@ -278,7 +350,8 @@ class Speaker:
         self._last_good_alive = alive
         return alive
 
-    def _records(self, assignments: dict[IPAddress, L2Assignment]) -> dict[str, L2Record]:
+    def _records(self, assignments: dict[IPAddress, L2Assignment],
+                 plan: dict[IPAddress, tuple[str, ...]]) -> dict[str, L2Record]:
         ips: dict[str, list[str]] = {}
         ifaces: dict[str, set[str]] = {}
         for ip, a in sorted(assignments.items(), key=lambda kv: (kv[0].version, kv[0])):
@@ -286,8 +359,7 @@ class Speaker:
                 continue
             for key in a.services:
                 ips.setdefault(key, []).append(str(ip))
-                ifaces.setdefault(key, set()).update(
-                    i for i in self.s.interfaces if not a.interfaces or i in a.interfaces)
+                ifaces.setdefault(key, set()).update(plan.get(ip, ()))
         since = {k: self._since.get(k) or now() for k in ips}
         self._since = dict(since)
         out = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
@@ -16,11 +17,24 @@ from lbspeaker.speaker.bgpmode import BgpMode
 from lbspeaker.speaker.daemon import Speaker, SpeakerSettings
 from lbspeaker.speaker.membership import DEFAULT_INTERVAL, DEFAULT_TIMEOUT
 
+INTERFACE_ENV = "LBSPEAKER_INTERFACE"
+
+
+def interface_list(flags: tuple[str, ...], env: str) -> tuple[str, ...]:
+    """The fixed interfaces: the --interface flags, else the env value (comma-separated); () = automatic.
+
+    Empty values mean automatic, so a manifest may pass ``--interface $(LBSPEAKER_INTERFACE)``.
+    """
+    names = [n.strip() for raw in (flags or (env,)) for n in raw.split(",")]
+    return tuple(dict.fromkeys(n for n in names if n))
+
 
 @click.command()
 @click.option("--node", envvar="LBSPEAKER_NODE_NAME", required=True, help="This node's name.")
-@click.option("--interface", "interfaces", multiple=True, default=["eth0"], show_default=True,
-              help="LAN interface for ARP/NDP (repeat for several).")
+@click.option("--interface", "interfaces", multiple=True,
+              help="Answer ARP/NDP only on this interface (repeat for several). Default: automatic, each "
+                   "VIP on the interface whose subnet holds it, else on every usable one. "
+                   "Env LBSPEAKER_INTERFACE: comma-separated list, empty = automatic.")
 @click.option("--kubeconfig", envvar="KUBECONFIG", default=None, help="Kubeconfig (default: in-cluster).")
 @click.option("--namespace", default="lbspeaker-system", show_default=True, help="Config namespace.")
 @click.option("--membership-port", default=7946, show_default=True, help="UDP heartbeat port.")
@@ -46,7 +60,8 @@ def main(node: str, interfaces: tuple[str, ...], kubeconfig: str | None, namespa
 
     signal.signal(signal.SIGTERM, _term)
     signal.signal(signal.SIGINT, _term)
-    settings = SpeakerSettings(node=node, interfaces=tuple(interfaces), namespace=namespace,
+    settings = SpeakerSettings(node=node, interfaces=interface_list(interfaces, os.environ.get(INTERFACE_ENV, "")),
+                               namespace=namespace,
                                membership_port=membership_port, metrics_port=metrics_port,
                                membership_interval=membership_interval, membership_timeout=membership_timeout)
     bgp_mode: BgpMode | None = None

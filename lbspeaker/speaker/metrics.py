@@ -1,12 +1,14 @@
-"""Prometheus view of a speaker, read from the responder's and membership's counters at scrape time.
+"""Prometheus view of a speaker, read from the responders' and membership's counters at scrape time.
 
-Nothing is counted twice and the packet path pays nothing: the responder keeps plain integer
-counters (single writer) and this collector turns a snapshot into metric families on scrape.
+Nothing is counted twice and the packet path pays nothing: each responder keeps plain integer
+counters (single writer) and this collector turns a snapshot into metric families on scrape. One
+collector covers every responder, so interfaces may come and go (automatic selection opens and
+closes responders): each scrape shows the responders open at that moment, labelled by interface.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -18,35 +20,39 @@ _COUNTERS = {
     "conflicts": "Frames from another MAC claiming an IP this node announces (duplicate announcer)",
 }
 
+ResponderStats = Callable[[], Mapping[str, Mapping[str, int]]]
+"""Interface name -> that responder's counter snapshot."""
+
 
 class SpeakerCollector(Collector):
     """Collects L2 and membership metrics from live objects."""
 
-    def __init__(self, *, node: str, interface: str, responder_stats: Callable[[], dict[str, int]],
+    def __init__(self, *, node: str, responder_stats: ResponderStats,
                  membership_stats: Callable[[], dict[str, int]], alive: Callable[[], int]) -> None:
         self.node = node
-        self.interface = interface
         self.responder_stats = responder_stats
         self.membership_stats = membership_stats
         self.alive = alive
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         """Yield the metric families (called by the registry on scrape)."""
-        stats = self.responder_stats()
+        per_if = sorted(self.responder_stats().items())
         labels = ["node", "interface"]
-        values = [self.node, self.interface]
         for key, doc in _COUNTERS.items():
             fam = CounterMetricFamily(f"lbspeaker_l2_{key}", doc, labels=labels)
-            fam.add_metric(values, float(stats.get(key, 0)))
+            for interface, stats in per_if:
+                fam.add_metric([self.node, interface], float(stats.get(key, 0)))
             yield fam
         dropped = CounterMetricFamily("lbspeaker_l2_dropped", "Frames not answered, by reason",
                                       labels=[*labels, "reason"])
-        for key, val in stats.items():
-            if key.startswith("dropped_"):
-                dropped.add_metric([*values, key.removeprefix("dropped_")], float(val))
+        for interface, stats in per_if:
+            for key, val in stats.items():
+                if key.startswith("dropped_"):
+                    dropped.add_metric([self.node, interface, key.removeprefix("dropped_")], float(val))
         yield dropped
         announced = GaugeMetricFamily("lbspeaker_l2_announced", "IPs this node answers for", labels=labels)
-        announced.add_metric(values, float(stats.get("owned", 0)))
+        for interface, stats in per_if:
+            announced.add_metric([self.node, interface], float(stats.get("owned", 0)))
         yield announced
         alive = GaugeMetricFamily("lbspeaker_membership_alive_nodes", "Speakers alive in this node's view",
                                   labels=["node"])

@@ -143,6 +143,11 @@ class Responder:
         self._wake()
 
     @property
+    def ifindex(self) -> int:
+        """The index of the interface the sockets were bound to (a re-created link gets a new one)."""
+        return self._link.ifindex
+
+    @property
     def owned(self) -> frozenset[IPAddress]:
         """The IPs currently answered."""
         return self._owned

@@ -1,4 +1,4 @@
-"""The speaker's membership tuning flags reach the Membership it starts."""
+"""The speaker's flags (membership tuning, interfaces) reach the settings and the Membership it starts."""
 
 from __future__ import annotations
 
@@ -46,3 +46,42 @@ def test_daemon_passes_timings_to_membership(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(RuntimeError, match="stop here"):
         sp.start()
     assert (made["interval"], made["timeout"]) == (0.005, 0.03)
+
+
+@pytest.mark.parametrize(("flags", "env", "want"), [
+    ((), "", ()),  # automatic
+    ((), "eth1", ("eth1",)),
+    ((), " eth0, eth1 ,", ("eth0", "eth1")),
+    (("",), "eth9", ()),  # --interface $(LBSPEAKER_INTERFACE) with the variable empty
+    (("enp0s8",), "eth9", ("enp0s8",)),  # flags win over the environment
+    (("a,b", "a"), "", ("a", "b")),
+])
+def test_interface_list(flags: tuple[str, ...], env: str, want: tuple[str, ...]) -> None:
+    assert main.interface_list(flags, env) == want
+
+
+@pytest.mark.parametrize(("args", "env", "want"), [
+    ([], None, ()),
+    ([], "enp0s8", ("enp0s8",)),
+    (["--interface", "eth0", "--interface", "eth1"], "", ("eth0", "eth1")),
+])
+def test_interface_flag_and_env_reach_the_settings(monkeypatch: pytest.MonkeyPatch, args: list[str],
+                                                    env: str | None, want: tuple[str, ...]) -> None:
+    seen: dict[str, Any] = {}
+
+    class FakeSpeaker:
+        def __init__(self, _kube: object, settings: daemon.SpeakerSettings) -> None:
+            seen["settings"] = settings
+
+        def start(self) -> None:
+            raise SystemExit(0)
+
+    monkeypatch.setattr(main, "Speaker", FakeSpeaker)
+    monkeypatch.setattr(main.Kube, "from_kubeconfig", classmethod(lambda cls, path: object()))
+    if env is None:
+        monkeypatch.delenv(main.INTERFACE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(main.INTERFACE_ENV, env)
+    result = CliRunner().invoke(main.main, ["--node", "n1", "--no-bgp", *args])
+    assert result.exit_code == 0, result.output
+    assert seen["settings"].interfaces == want
