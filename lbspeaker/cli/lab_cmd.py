@@ -16,8 +16,8 @@ from lbspeaker.lab.netns import list_namespaces
 from lbspeaker.lab.topology import MODES, Topology
 
 
-def _topo(nodes: int = 3, speaker_args: tuple[str, ...] = (), mode: str = "l2") -> Topology:
-    return Topology(nodes=nodes, speaker_args=speaker_args, mode=mode)
+def _topo(nodes: int = 3, speaker_args: tuple[str, ...] = (), mode: str = "l2", nics: int = 1) -> Topology:
+    return Topology(nodes=nodes, speaker_args=speaker_args, mode=mode, nics=nics)
 
 
 def _say(msg: str) -> None:
@@ -42,8 +42,10 @@ def lab() -> None:
 @click.option("--membership-timeout", type=float, default=None, help="Speaker failure-detection timeout (s).")
 @click.option("--mode", type=click.Choice(MODES), default="l2", show_default=True,
               help="bgp/both add a BIRD router peering with every node and a client behind it.")
+@click.option("--nics", default=1, show_default=True, type=click.IntRange(1, 2),
+              help="NICs per node; 2 = VirtualBox-shaped (enp0s3 NAT + enp0s8 LAN).")
 def up_cmd(nodes: int, fresh: bool, membership_interval: float | None, membership_timeout: float | None,
-           mode: str) -> None:
+           mode: str, nics: int) -> None:
     """Build the lab: switch, API server, controller, N nodes with speakers, a client (+ BGP router)."""
     _root()
     args: list[str] = []
@@ -51,7 +53,7 @@ def up_cmd(nodes: int, fresh: bool, membership_interval: float | None, membershi
         args += ["--membership-interval", str(membership_interval)]
     if membership_timeout is not None:
         args += ["--membership-timeout", str(membership_timeout)]
-    topo = _topo(nodes, tuple(args), mode)
+    topo = _topo(nodes, tuple(args), mode, nics)
     try:
         up(topo, say=_say, fresh=fresh)
     except LbError as err:

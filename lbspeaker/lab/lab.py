@@ -17,7 +17,7 @@ from lbspeaker.k8s.client import Kube
 from lbspeaker.k8s.client import apply as apply_object
 from lbspeaker.lab import bgp, bootstrap, procs
 from lbspeaker.lab.netns import add_namespace, delete_namespaces, ip, list_namespaces, run, sysctl, veth
-from lbspeaker.lab.topology import API_PORT, BGP_POOL_V4, ROUTER_ASN, Topology, kubeconfig_text
+from lbspeaker.lab.topology import API_PORT, BGP_POOL_V4, NAT_GATEWAY, NAT_IF, ROUTER_ASN, Topology, kubeconfig_text
 
 Say = Callable[[str], None]
 
@@ -41,25 +41,41 @@ class Steps:
         self.say(f"[{self.n}/{self.total}] {title}: ok ({time.monotonic() - t0:.1f}s)")
 
 
-def build_network(topo: Topology) -> None:
-    """Namespaces, the LAN bridge, node kube-ipvs0 devices and the host management link."""
-    sw = topo.switch_ns
-    add_namespace(sw)
+def _switch(ns: str) -> None:
+    """A switch namespace with bridge br0."""
+    add_namespace(ns)
     for key in ("arptables", "iptables", "ip6tables"):  # a switch forwards frames, it does not filter them
-        run(["sysctl", "-qw", f"net.bridge.bridge-nf-call-{key}=0"], ns=sw, check=False)
+        run(["sysctl", "-qw", f"net.bridge.bridge-nf-call-{key}=0"], ns=ns, check=False)
     # MLD snooping with a querier, as on a managed switch: NDP only reaches joined ports
-    ip("link", "add", "br0", "type", "bridge", "mcast_snooping", "1", "mcast_querier", "1", ns=sw)
-    ip("link", "set", "br0", "up", ns=sw)
+    ip("link", "add", "br0", "type", "bridge", "mcast_snooping", "1", "mcast_querier", "1", ns=ns)
+    ip("link", "set", "br0", "up", ns=ns)
+
+
+def build_network(topo: Topology) -> None:
+    """Namespaces, the LAN (and NAT) bridges, node kube-ipvs0 devices and the host management link."""
+    sw = topo.switch_ns
+    _switch(sw)
+    if topo.nics == 2:
+        _switch(topo.nat_switch_ns)
+    nodes = {m.ns for m in topo.node_members}
     for m in topo.lan_members:
         add_namespace(m.ns)
         sysctl(m.ns, "net.ipv6.conf.all.accept_dad", "0")
         sysctl(m.ns, "net.ipv6.conf.default.accept_dad", "0")
         for scope in ("all", "default"):  # a link flap must not delete the node's LAN IPv6 address
             sysctl(m.ns, f"net.ipv6.conf.{scope}.keep_addr_on_down", "1")
-        veth(m.ns, "eth0", sw, m.switch_port)
+        if m.ns in nodes and topo.nics == 2:  # the NAT NIC first, as VirtualBox numbers them
+            veth(m.ns, NAT_IF, topo.nat_switch_ns, m.switch_port)
+            ip("link", "set", m.switch_port, "master", "br0", ns=topo.nat_switch_ns)
+            ip("addr", "add", str(topo.nat_v4(m)), "dev", NAT_IF, ns=m.ns)
+            ip("addr", "add", str(topo.nat_v6(m)), "dev", NAT_IF, "nodad", ns=m.ns)
+        lan_if = topo.lan_if if m.ns in nodes else "eth0"
+        veth(m.ns, lan_if, sw, m.switch_port)
         ip("link", "set", m.switch_port, "master", "br0", ns=sw)
-        ip("addr", "add", str(m.v4), "dev", "eth0", ns=m.ns)
-        ip("addr", "add", str(m.v6), "dev", "eth0", "nodad", ns=m.ns)
+        ip("addr", "add", str(m.v4), "dev", lan_if, ns=m.ns)
+        ip("addr", "add", str(m.v6), "dev", lan_if, "nodad", ns=m.ns)
+        if m.ns in nodes and topo.nics == 2:  # off-LAN traffic leaves through NAT, as on a VirtualBox VM
+            ip("route", "add", "default", "via", str(NAT_GATEWAY), "dev", NAT_IF, ns=m.ns)
     for m in topo.node_members:
         # kube-proxy (IPVS mode) stand-in device; strictARP so only the elected speaker answers ARP
         ip("link", "add", "kube-ipvs0", "type", "bridge", ns=m.ns)
@@ -117,7 +133,7 @@ def start_daemons(topo: Topology) -> None:
             d,
             f"speaker-{m.name}",
             m.ns,
-            ["lbspeaker.speaker.main", "--node", m.name, "--interface", "eth0", "--kubeconfig", kc,
+            ["lbspeaker.speaker.main", "--node", m.name, "--kubeconfig", kc,  # interfaces: automatic
              *mode_args, *topo.speaker_args],
         )
     time.sleep(1.0)

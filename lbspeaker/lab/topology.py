@@ -6,6 +6,11 @@ nodes ``lbk-node1..N``; a client ``lbk-client``. Pool addresses come from the sa
 With BGP (``mode`` bgp or both) a router ``lbk-router`` (192.0.2.1, BIRD) joins the LAN and a
 second client ``lbk-wan-client`` sits behind it on 198.51.100.0/24; the BGP pool (203.0.113.0/24)
 is on no link at all, so only BGP routes make it reachable.
+With ``nics=2`` every node is shaped like a VirtualBox VM: ``enp0s3`` (NAT, created first) on its
+own network 198.51.100.128/25 + 2001:db8:51::/64 (bridge in ``lbk-nat``; the default route points
+to 198.51.100.129, which nobody answers) and ``enp0s8`` on the LAN with the client and the pools.
+The NAT /25 is the upper half of the WAN /24 (router .1, WAN client .10 stay in the lower half):
+a node's connected NAT /25 is more specific than its WAN /24 route via the router.
 """
 
 from __future__ import annotations
@@ -32,6 +37,11 @@ BGP_POOL_V4 = "203.0.113.10-203.0.113.50"
 ROUTER_ASN = 64512
 NODE_ASN = 64513
 MODES = ("l2", "bgp", "both")
+NAT_V4 = ipaddress.IPv4Network("198.51.100.128/25")
+NAT_V6 = ipaddress.IPv6Network("2001:db8:51::/64")
+NAT_GATEWAY = ipaddress.IPv4Address("198.51.100.129")
+NAT_IF = "enp0s3"
+LAN_IF_VBOX = "enp0s8"
 
 
 def default_state_dir() -> Path:
@@ -80,13 +90,35 @@ class Topology:
     """Extra command-line arguments for every speaker (e.g. membership tuning)."""
     mode: str = "l2"
     """l2 (ARP/NDP only), bgp (adds the BIRD router and the WAN client) or both."""
+    nics: int = 1
+    """NICs per node: 1 (``eth0`` on the LAN) or 2 (VirtualBox-shaped: ``enp0s3`` NAT + ``enp0s8`` LAN)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.mgmt_index < 63 or len(self.host_if) > 15:
             raise ValueError(f"lab topology: prefix '{self.prefix}' too long or mgmt_index {self.mgmt_index} "
                              "out of 0..62")
+        if self.nics not in (1, 2):
+            raise ValueError(f"lab topology: nics {self.nics} is not 1 or 2")
         if self.mode not in MODES:
             raise ValueError(f"lab topology: mode '{self.mode}' is not one of {', '.join(MODES)}")
+
+    @property
+    def lan_if(self) -> str:
+        """The nodes' LAN interface name (``eth0``, or ``enp0s8`` with two NICs)."""
+        return LAN_IF_VBOX if self.nics == 2 else "eth0"
+
+    @property
+    def nat_switch_ns(self) -> str:
+        """The namespace holding the NAT bridge (two NICs only)."""
+        return f"{self.prefix}nat"
+
+    def nat_v4(self, m: Member) -> ipaddress.IPv4Interface:
+        """A node's IPv4 on the NAT network."""
+        return ipaddress.IPv4Interface(f"{NAT_V4.network_address + 10 + m.host}/{NAT_V4.prefixlen}")
+
+    def nat_v6(self, m: Member) -> ipaddress.IPv6Interface:
+        """A node's IPv6 on the NAT network."""
+        return ipaddress.IPv6Interface(f"{NAT_V6.network_address + m.host}/{NAT_V6.prefixlen}")
 
     @property
     def bgp(self) -> bool:
