@@ -2,8 +2,13 @@
 # Build the real API servers the contract suite runs against, once, and cache them.
 #
 #   kube-apiserver 1.20.2  from Debian bookworm's `kubernetes` source package (the last one that
-#                          still ships vendor/), built with bookworm's golang-1.19
+#                          still ships vendor/), built with bookworm's golang-1.19; in the same `make`
+#                          kubelet, kube-proxy, kube-controller-manager and kube-scheduler (the real
+#                          cluster lab, `lbctl lab up --cluster real`)
 #   etcd                   from bookworm's etcd-server binary package
+#   node runtime           containerd, runc, CNI plugins, iptables (nft), conntrack, busybox-static
+#                          from bookworm, unpacked with dpkg -x (never installed)
+#   images                 pause (Go, static) and busybox as docker-archives (lbspeaker/lab/mkimage.py)
 #   apiextensions-apiserver (1.36 level) from Debian sid's golang-k8s-*-dev source packages,
 #                          built in GOPATH mode with sid's newest golang-1.NN-go
 #
@@ -11,10 +16,11 @@
 # sources and installed packages are untouched), no Go module proxy (GOPROXY=off), no other
 # downloads. Idempotent: with the binaries present in the cache it exits at once.
 #
-# Usage: bash scripts/build-real-apiservers.sh [kube|apiext|all]     (default: all)
+# Usage: bash scripts/build-real-apiservers.sh [kube|apiext|all]     (default: all; kube = cluster too)
 # Env:   LBS_REAL_APISERVER_CACHE   cache dir (default /var/cache/lbspeaker/real-apiservers)
 #        LBS_KEEP_BUILD_TREES=1     keep the intermediate build trees (default: deleted)
-# Outputs: $CACHE/kube-apiserver-1.20/kube-apiserver, $CACHE/etcd/etcd,
+# Outputs: $CACHE/kube-apiserver-1.20/kube-apiserver, $CACHE/etcd/etcd, $CACHE/kube-1.20/<binaries>,
+#          $CACHE/node-runtime/ (dpkg -x root), $CACHE/images/{pause,busybox}.tar,
 #          $CACHE/apiextensions-1.36/apiextensions-apiserver, $CACHE/build.log, $CACHE/BUILD-INFO
 # These are TEST TOOLS for loopback only (old CVEs in 1.20): never ship them.
 set -Eeuo pipefail
@@ -22,11 +28,20 @@ set -Eeuo pipefail
 CACHE=${LBS_REAL_APISERVER_CACHE:-/var/cache/lbspeaker/real-apiservers}
 WHAT=${1:-all}
 K8S_VERSION=1.20.5+really1.20.2-1.1+deb12u1
-MIRROR=${LBS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-SECURITY_MIRROR=${LBS_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+# The Debian mirror is the machine's own (its apt sources); no host name is kept in this file.
+apt_sources() { cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list /etc/apt/sources.list 2>/dev/null | grep -v '^[[:space:]]*#' || true; }
+MIRROR=${LBS_DEBIAN_MIRROR:-$(apt_sources | grep -oE 'https?://[^ ]+/debian/?( |$)' | head -n1 | tr -d ' ')}
+SECURITY_MIRROR=${LBS_DEBIAN_SECURITY_MIRROR:-$(apt_sources | grep -oE 'https?://[^ ]+/debian-security/?( |$)' | head -n1 | tr -d ' ')}
+MIRROR=${MIRROR%/}; SECURITY_MIRROR=${SECURITY_MIRROR%/}
+[ -n "$SECURITY_MIRROR" ] || SECURITY_MIRROR=${MIRROR}-security
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 
 KUBE_BIN=$CACHE/kube-apiserver-1.20/kube-apiserver
+NODE_BINS="kubelet kube-proxy kube-controller-manager kube-scheduler"
+KDIR=$CACHE/kube-1.20
+RTDIR=$CACHE/node-runtime
+IMGDIR=$CACHE/images
+HERE=$(cd "$(dirname "$0")" && pwd)
 ETCD_BIN=$CACHE/etcd/etcd
 APIEXT_BIN=$CACHE/apiextensions-1.36/apiextensions-apiserver
 
@@ -44,6 +59,7 @@ for tool in apt-get dpkg tar; do
     command -v "$tool" >/dev/null || die "needs $tool on PATH"
 done
 [ -r "$KEYRING" ] || die "needs $KEYRING (package debian-archive-keyring)"
+[ -n "$MIRROR" ] || die "cannot find a Debian mirror in this machine's apt sources (set LBS_DEBIAN_MIRROR)"
 
 want_kube() { [ "$WHAT" = kube ] || [ "$WHAT" = all ]; }
 want_apiext() { [ "$WHAT" = apiext ] || [ "$WHAT" = all ]; }
@@ -98,8 +114,11 @@ du_h() { du -sh "$1" 2>/dev/null | cut -f1; }
 
 # ---- kube-apiserver 1.20 + etcd ---------------------------------------------------------------
 build_kube() {
-    if [ -x "$KUBE_BIN" ] && [ -x "$ETCD_BIN" ]; then
-        say "kube-apiserver 1.20 and etcd already cached: $KUBE_BIN $ETCD_BIN"; return 0
+    local have=1 b
+    for b in $NODE_BINS; do [ -x "$KDIR/$b" ] || have=0; done
+    [ -x "$KUBE_BIN" ] && [ -x "$ETCD_BIN" ] || have=0
+    if [ $have = 1 ]; then
+        say "kube-apiserver 1.20, etcd and node binaries already cached: $KUBE_BIN $ETCD_BIN $KDIR"; return 0
     fi
     local t0=$SECONDS W=$CACHE/work-kube
     rm -rf "$W"; mkdir -p "$W"
@@ -127,7 +146,9 @@ build_kube() {
     cp -a "$R/usr/share/gocode/src/github.com/modern-go/reflect2" "$K/vendor/github.com/modern-go/reflect2"
     local goroot=$R/usr/lib/go-1.19
     [ -x "$goroot/bin/go" ] || die "go binary missing at $goroot/bin/go"
-    say "kube: make WHAT=cmd/kube-apiserver (GOPROXY=off CGO_ENABLED=0; several minutes)"
+    local what="cmd/kube-apiserver" b
+    for b in $NODE_BINS; do what="$what cmd/$b"; done
+    say "kube: make WHAT=\"$what\" (GOPROXY=off CGO_ENABLED=0; several minutes)"
     (
         cd "$K"
         export GOROOT=$goroot PATH=$goroot/bin:$PATH
@@ -135,7 +156,7 @@ build_kube() {
         export GOCACHE=$W/gocache GOPATH=$W/gopath HOME=$W/home KUBE_GIT_VERSION=v1.20.2
         export KUBE_GIT_TREE_STATE=clean KUBE_VERBOSE=1
         mkdir -p "$HOME"
-        make WHAT=cmd/kube-apiserver
+        make WHAT="$what"
     )
     local built
     built=$(find "$K/_output" -type f -name kube-apiserver -perm -u+x -print -quit)
@@ -146,12 +167,53 @@ build_kube() {
     mkdir -p "$(dirname "$KUBE_BIN")" "$(dirname "$ETCD_BIN")"
     install -m 0755 "$built" "$KUBE_BIN.tmp" && mv "$KUBE_BIN.tmp" "$KUBE_BIN"
     install -m 0755 "$R/usr/bin/etcd" "$ETCD_BIN.tmp" && mv "$ETCD_BIN.tmp" "$ETCD_BIN"
+    mkdir -p "$KDIR"
+    for b in $NODE_BINS; do
+        built=$(find "$K/_output" -type f -name "$b" -perm -u+x -print -quit)
+        [ -n "$built" ] || die "$b binary not produced"
+        install -m 0755 "$built" "$KDIR/$b.tmp" && mv "$KDIR/$b.tmp" "$KDIR/$b"
+    done
+    ln -sf "$KUBE_BIN" "$KDIR/kube-apiserver"; ln -sf "$ETCD_BIN" "$KDIR/etcd"
+    build_pause "$goroot" "$W"
     "$ETCD_BIN" --version | sed -n 1p
     unset LD_LIBRARY_PATH PERL5LIB
     [ "${LBS_KEEP_BUILD_TREES:-0}" = 1 ] || rm -rf "$W"
     local secs=$((SECONDS - t0))
     say "kube: done in ${secs}s; build tree peak $disk; binaries $(du_h "$CACHE/kube-apiserver-1.20") + $(du_h "$CACHE/etcd")"
     echo "kube-apiserver-1.20 build_seconds=$secs build_tree=$disk source=kubernetes=$K8S_VERSION date=$(date -u +%FT%TZ)" >> "$CACHE/BUILD-INFO"
+}
+
+# ---- the pause image (sandbox container): a static Go program, packed without Docker ----------
+build_pause() {  # $1 = GOROOT, $2 = work dir
+    [ -f "$IMGDIR/pause.tar" ] && return 0
+    local root=$2/pause-root; rm -rf "$root"; mkdir -p "$root" "$IMGDIR"
+    (export GOROOT=$1 GO111MODULE=off CGO_ENABLED=0 GOCACHE=$2/gocache HOME=$2/home GOPROXY=off GOTOOLCHAIN=local
+     "$1/bin/go" build -trimpath -ldflags=-s -o "$root/pause" "$HERE/../lbspeaker/lab/realk8s/pause.go")
+    python3 "$HERE/../lbspeaker/lab/mkimage.py" "$root" lbspeaker.local/pause:1 "$IMGDIR/pause.tar" --cmd /pause
+}
+
+# ---- node runtime (containerd, runc, CNI, iptables, conntrack, busybox) + busybox image --------
+build_runtime() {
+    if [ -x "$RTDIR/usr/bin/containerd" ] && [ -f "$IMGDIR/busybox.tar" ]; then
+        say "node runtime already cached: $RTDIR"; return 0
+    fi
+    local t0=$SECONDS W=$CACHE/work-runtime
+    rm -rf "$W" "$RTDIR"; mkdir -p "$W"
+    make_apt_root "$W/apt" bookworm bookworm-updates bookworm-security
+    say "runtime: containerd runc CNI iptables conntrack busybox-static -> $RTDIR (dpkg -x, not installed)"
+    download_extract "$W/apt" "$W/debs" "$RTDIR.tmp" containerd runc containernetworking-plugins \
+        iptables libip6tc2 libip4tc2 libxtables12 libnftnl11 libnetfilter-conntrack3 libnfnetlink0 \
+        libmnl0 conntrack busybox-static libseccomp2
+    mv "$RTDIR.tmp" "$RTDIR"
+    local bb=$W/busybox-root; rm -rf "$bb"; mkdir -p "$bb/bin" "$bb/etc" "$bb/tmp" "$bb/www" "$IMGDIR"
+    cp "$RTDIR/bin/busybox" "$bb/bin/busybox"
+    local c; for c in $("$bb/bin/busybox" --list); do [ "$c" = busybox ] || ln -sf busybox "$bb/bin/$c"; done
+    echo 'root:x:0:0:root:/:/bin/sh' > "$bb/etc/passwd"; echo 'root:x:0:' > "$bb/etc/group"
+    echo 'nobody:x:65534:65534:nobody:/:/bin/sh' >> "$bb/etc/passwd"
+    python3 "$HERE/../lbspeaker/lab/mkimage.py" "$bb" lbspeaker.local/busybox:1 "$IMGDIR/busybox.tar" --cmd /bin/sh
+    [ "${LBS_KEEP_BUILD_TREES:-0}" = 1 ] || rm -rf "$W"
+    say "runtime: done in $((SECONDS - t0))s; $(du_h "$RTDIR")"
+    echo "node-runtime build_seconds=$((SECONDS - t0)) date=$(date -u +%FT%TZ)" >> "$CACHE/BUILD-INFO"
 }
 
 # ---- apiextensions-apiserver (1.36 level, Debian sid) -----------------------------------------
@@ -199,6 +261,7 @@ build_apiext() {
 }
 
 say "cache: $CACHE (what=$WHAT)"
+want_kube && build_runtime
 want_kube && build_kube
 want_apiext && build_apiext
 say "all requested servers present in $CACHE"

@@ -115,7 +115,7 @@ def explain_cmd(service: str, kubeconfig: str | None) -> None:
     res, _ = load_config(kube)
     svcs = [parse_service(o) for o in kube.list(SERVICES)[0]]
     nodes = {n.name: n for n in (parse_node(o) for o in kube.list(NODES)[0])}
-    endpoints = endpoints_from_slices(kube.list(ENDPOINTSLICES)[0])
+    endpoints = endpoints_from_slices(kube.list(kube.served(ENDPOINTSLICES))[0])
     findings = explain(parse_service(raw), services=svcs, config=res.config, config_errors=res.errors,
                        nodes=nodes, endpoints=endpoints, l2_status=_l2_statuses(kube).get(f"{ns}/{name}"),
                        warnings=_warnings(kube, raw))

@@ -68,7 +68,11 @@ class ServiceEndpoints:
 
 
 def endpoints_from_slices(slices: list[dict[str, Any]]) -> dict[str, ServiceEndpoints]:
-    """Fold discovery.k8s.io/v1 EndpointSlices into per-Service ready node sets."""
+    """Fold EndpointSlices into per-Service ready node sets.
+
+    discovery.k8s.io/v1 names the node in ``nodeName``; v1beta1 (Kubernetes 1.20) in
+    ``topology["kubernetes.io/hostname"]``, which the EndpointSlice controller sets to the Node name.
+    """
     acc: dict[str, set[str]] = {}
     for s in slices:
         meta = s.get("metadata") or {}
@@ -83,6 +87,7 @@ def endpoints_from_slices(slices: list[dict[str, Any]]) -> dict[str, ServiceEndp
             cond = ep.get("conditions") or {}
             ready = cond.get("ready")
             serving = cond.get("serving", ready)
-            if (ready is None or ready or serving) and ep.get("nodeName"):
-                nodes.add(str(ep["nodeName"]))
+            node = ep.get("nodeName") or (ep.get("topology") or {}).get("kubernetes.io/hostname")
+            if (ready is None or ready or serving) and node:
+                nodes.add(str(node))
     return {k: ServiceEndpoints(k, frozenset(v)) for k, v in acc.items()}

@@ -77,6 +77,12 @@ BGPADVERTISEMENTS = Resource("lbspeaker.io", "v1beta1", "bgpadvertisements", "BG
 BFDPROFILES = Resource("lbspeaker.io", "v1beta1", "bfdprofiles", "BFDProfile")
 COMMUNITIES = Resource("lbspeaker.io", "v1beta1", "communities", "Community")
 
+# Versions to fall back to, newest first, when a server does not serve a resource's version:
+# Kubernetes 1.20 serves EndpointSlices only as discovery.k8s.io/v1beta1 (v1 came in 1.21).
+FALLBACK_VERSIONS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("discovery.k8s.io", "endpointslices"): ("v1", "v1beta1"),
+}
+
 MERGE_PATCH = "application/merge-patch+json"
 USER_AGENT = "lbspeaker/0.1"
 # retry only where the request cannot have reached the server (connect errors, stale keep-alive)
@@ -108,6 +114,7 @@ class Kube:
     def __init__(self, api_client: Any, *, timeout: float = 10.0) -> None:
         self._api = api_client
         self._timeout = timeout
+        self._served: dict[Resource, Resource] = {}
         self.host: str = str(api_client.configuration.host)
         install_fast_header_parser()
         pm = getattr(getattr(api_client, "rest_client", None), "pool_manager", None)
@@ -129,6 +136,25 @@ class Kube:
         cfg.retries = False
         cfg.connection_pool_maxsize = 32  # informers hold one connection each; writers need the rest
         return cls(k8s_client.ApiClient(cfg), timeout=timeout)
+
+    def served(self, res: Resource) -> Resource:
+        """res at the newest version the server serves (FALLBACK_VERSIONS); res itself if unknown."""
+        versions = FALLBACK_VERSIONS.get((res.group, res.plural))
+        if not versions:
+            return res
+        cached = self._served.get(res)
+        if cached is not None:
+            return cached
+        for v in versions:
+            try:
+                doc = self.request("GET", f"/apis/{res.group}/{v}")
+            except NotFoundError:
+                continue
+            if any(r.get("name") == res.plural for r in doc.get("resources") or []):
+                out = Resource(res.group, v, res.plural, res.kind, res.namespaced)
+                self._served[res] = out
+                return out
+        return res
 
     def close(self) -> None:
         """Release the connection pool."""

@@ -98,6 +98,7 @@ class Informer:
             )
 
     def _relist(self) -> None:
+        self.res = self.kube.served(self.res)
         items, rv = self.kube.list(self.res, self.namespace, label_selector=self.label_selector)
         fresh = {object_key(o): o for o in items}
         with self._lock:

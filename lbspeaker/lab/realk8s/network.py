@@ -1,0 +1,77 @@
+"""The real cluster's network: the lab's LAN switch and members, pod routes, the host's management link.
+
+Same shape as the embedded-server lab (``lbspeaker.lab.lab.build_network``) minus its kube-proxy
+stand-in: here the real kube-proxy (iptables) runs on every node, and no address of a Service is
+put on any interface. With ``nics=2`` every node is VirtualBox-shaped: ``enp0s3`` on a NAT-like
+network (198.51.100.128/25, default route there, like VirtualBox's NAT adapter) and ``enp0s8`` on
+the host-only LAN where the client and the pool live.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from lbspeaker.lab.netns import add_namespace, ip, run, sysctl, veth
+from lbspeaker.lab.realk8s.shape import Cluster
+
+NAT_NET = ipaddress.IPv4Network("198.51.100.128/25")
+NAT_GATEWAY = NAT_NET.network_address + 1  # nobody answers there: like a NAT adapter with no way out
+
+
+def lan_if(c: Cluster) -> str:
+    """The name of a node's LAN NIC."""
+    return "enp0s8" if c.nics == 2 else "eth0"
+
+
+def nat_if(c: Cluster) -> str:
+    """The name of a node's NAT-like NIC (nics=2 only)."""
+    return "enp0s3"
+
+
+def nat_address(i: int) -> ipaddress.IPv4Interface:
+    """Node i's address on the NAT-like network."""
+    return ipaddress.IPv4Interface(f"{NAT_NET.network_address + 10 + i}/{NAT_NET.prefixlen}")
+
+
+def build(c: Cluster) -> None:
+    """Namespaces, the LAN bridge, (NAT bridge,) node forwarding and pod routes, the host link."""
+    t = c.topo
+    sw = t.switch_ns
+    add_namespace(sw)
+    for key in ("arptables", "iptables", "ip6tables"):
+        run(["sysctl", "-qw", f"net.bridge.bridge-nf-call-{key}=0"], ns=sw, check=False)
+    ip("link", "add", "br0", "type", "bridge", "mcast_snooping", "1", "mcast_querier", "1", ns=sw)
+    ip("link", "set", "br0", "up", ns=sw)
+    if c.nics == 2:
+        ip("link", "add", "nat0", "type", "bridge", ns=sw)
+        ip("link", "set", "nat0", "up", ns=sw)
+    nodes = {m.ns for m in t.node_members}
+    for m in t.lan_members:
+        add_namespace(m.ns)
+        sysctl(m.ns, "net.ipv6.conf.all.accept_dad", "0")
+        sysctl(m.ns, "net.ipv6.conf.default.accept_dad", "0")
+        for scope in ("all", "default"):
+            sysctl(m.ns, f"net.ipv6.conf.{scope}.keep_addr_on_down", "1")
+        dev = lan_if(c) if m.ns in nodes else "eth0"
+        if m.ns in nodes and c.nics == 2:
+            i = int(m.name.removeprefix("node"))
+            veth(m.ns, nat_if(c), sw, f"q-{m.name}"[:15])
+            ip("link", "set", f"q-{m.name}"[:15], "master", "nat0", ns=sw)
+            ip("addr", "add", str(nat_address(i)), "dev", nat_if(c), ns=m.ns)
+        veth(m.ns, dev, sw, m.switch_port)
+        ip("link", "set", m.switch_port, "master", "br0", ns=sw)
+        ip("addr", "add", str(m.v4), "dev", dev, ns=m.ns)
+        ip("addr", "add", str(m.v6), "dev", dev, "nodad", ns=m.ns)
+    for i, m in enumerate(t.node_members, start=1):
+        sysctl(m.ns, "net.ipv4.ip_forward", "1")
+        sysctl(m.ns, "net.ipv4.conf.all.rp_filter", "0")
+        if c.nics == 2:
+            ip("route", "add", "default", "via", str(NAT_GATEWAY), "dev", nat_if(c), ns=m.ns)
+        for j, other in enumerate(t.node_members, start=1):
+            if j != i:  # what a simple CNI (kindnet, flannel host-gw) does: other nodes' pod nets via them
+                ip("route", "replace", str(c.pod_net(j)), "via", str(other.v4.ip), ns=m.ns)
+    for j, other in enumerate(t.node_members, start=1):  # the control plane reaches pods (webhooks, logs)
+        ip("route", "replace", str(c.pod_net(j)), "via", str(other.v4.ip), ns=t.api.ns)
+    veth(t.api.ns, "mgmt0", None, t.host_if)
+    ip("addr", "add", str(t.api_mgmt), "dev", "mgmt0", ns=t.api.ns)
+    ip("addr", "add", str(t.host_mgmt), "dev", t.host_if)
