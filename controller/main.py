@@ -89,10 +89,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     ctrl = Controller(kube, namespace=args.namespace, lb_class=args.load_balancer_class)
     endpoint = None
-    if args.metrics_port:
-        endpoint = Endpoint(args.metrics_host, args.metrics_port, ready=ctrl.ready.is_set, registry=registry_for(ctrl))
-        endpoint.start()
     elector = _elect(kube, args, stop, lost) if args.leader_elect else None
+
+    def ready() -> bool:
+        # a standby replica waiting for the Lease is ready too: otherwise a 2-replica Deployment
+        # never becomes fully available and `kubectl rollout status` waits forever
+        return ctrl.ready.is_set() or (elector is not None and not elector.leading and not stop.is_set())
+
+    if args.metrics_port:
+        endpoint = Endpoint(args.metrics_host, args.metrics_port, ready=ready, registry=registry_for(ctrl))
+        endpoint.start()
     log.info(
         "controller_starting api=%s namespace=%s load_balancer_class=%s leader_elect=%s",
         kube.host,

@@ -65,8 +65,13 @@ def build(c: Cluster) -> None:
     for i, m in enumerate(t.node_members, start=1):
         sysctl(m.ns, "net.ipv4.ip_forward", "1")
         sysctl(m.ns, "net.ipv4.conf.all.rp_filter", "0")
+        # a default route, as every real node has: the kernel routes a ClusterIP (203.0.113.129 for
+        # the API server) before kube-proxy's DNAT, so without one hostNetwork pods get ENETUNREACH.
+        # Single NIC: via the LAN's .1 (the BGP router when there is one).
         if c.nics == 2:
             ip("route", "add", "default", "via", str(NAT_GATEWAY), "dev", nat_if(c), ns=m.ns)
+        else:
+            ip("route", "add", "default", "via", str(t.router.v4.ip), "dev", lan_if(c), ns=m.ns)
         for j, other in enumerate(t.node_members, start=1):
             if j != i:  # what a simple CNI (kindnet, flannel host-gw) does: other nodes' pod nets via them
                 ip("route", "replace", str(c.pod_net(j)), "via", str(other.v4.ip), ns=m.ns)
