@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from lbspeaker.cli import realk8s_cmd
 from lbspeaker.core.errors import LbError
 from lbspeaker.lab import procs
 from lbspeaker.lab.demo import demo
@@ -44,10 +45,16 @@ def lab() -> None:
               help="bgp/both add a BIRD router peering with every node and a client behind it.")
 @click.option("--nics", default=1, show_default=True, type=click.IntRange(1, 2),
               help="NICs per node; 2 = VirtualBox-shaped (enp0s3 NAT + enp0s8 LAN).")
+@click.option("--cluster", "kind", type=click.Choice(realk8s_cmd.CLUSTERS), default="embedded", show_default=True,
+              help="real = Kubernetes 1.20 (containerd, kubelet, kube-proxy per node) with lbspeaker "
+                   "installed by kubectl apply -k config/default.")
 def up_cmd(nodes: int, fresh: bool, membership_interval: float | None, membership_timeout: float | None,
-           mode: str, nics: int) -> None:
+           mode: str, nics: int, kind: str) -> None:
     """Build the lab: switch, API server, controller, N nodes with speakers, a client (+ BGP router)."""
     _root()
+    if kind == "real":
+        realk8s_cmd.up(nodes=nodes, mode=mode, nics=nics)
+        return
     args: list[str] = []
     if membership_interval is not None:
         args += ["--membership-interval", str(membership_interval)]
@@ -67,17 +74,22 @@ def up_cmd(nodes: int, fresh: bool, membership_interval: float | None, membershi
 @lab.command("down")
 @click.option("--purge", is_flag=True, help="Also delete the saved API state and logs.")
 def down_cmd(purge: bool) -> None:
-    """Stop every lab process and delete every lab namespace (idempotent)."""
+    """Stop every lab process and delete every lab namespace, real cluster included (idempotent)."""
     _root()
-    removed = down(_topo(), purge=purge)
+    removed = down(_topo(), purge=purge) + realk8s_cmd.down()
     _say(f"lab is down ({len(removed)} namespaces removed)")
 
 
 @lab.command("demo")
 @click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 16))
-def demo_cmd(nodes: int) -> None:
+@click.option("--cluster", "kind", type=click.Choice(realk8s_cmd.CLUSTERS), default="embedded", show_default=True)
+@click.option("--nics", default=1, show_default=True, type=click.IntRange(1, 2), help="(real cluster) NICs per node.")
+def demo_cmd(nodes: int, kind: str, nics: int) -> None:
     """Lab up + a pool + a LoadBalancer Service + proof that a client reaches its EXTERNAL-IP."""
     _root()
+    if kind == "real":
+        realk8s_cmd.demo(nodes=min(nodes, 4), nics=nics)
+        return
     try:
         demo(_topo(nodes), say=_say)
     except LbError as err:
@@ -91,7 +103,10 @@ def kubectl_cmd(args: tuple[str, ...]) -> None:
     exe = shutil.which("kubectl")
     if exe is None:
         raise click.ClickException("kubectl is not installed (apt-get install kubernetes-client)")
-    os.execv(exe, [exe, "--kubeconfig", str(_topo().kubeconfig), *args])
+    kc = _topo().kubeconfig
+    if realk8s_cmd.is_up() and not list_namespaces(_topo().prefix):
+        kc = realk8s_cmd.real_cluster().kubeconfig
+    os.execv(exe, [exe, "--kubeconfig", str(kc), *args])
 
 
 @lab.command("status")

@@ -47,6 +47,9 @@ class FakeKube:
                 q.put({"type": kind, "object": copy.deepcopy(obj)})
         return copy.deepcopy(obj)
 
+    def served(self, res: Resource) -> Resource:
+        return res
+
     def list(self, res: Resource, namespace: str | None = None, **_: Any) -> tuple[list[dict[str, Any]], str]:
         with self.lock:
             items = [
