@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import secrets
 import time
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,10 @@ import yaml
 from lbspeaker.core.errors import ApiError, LabError
 from lbspeaker.k8s.client import CRDS, JSON, NODES, SECRETS, SERVICES, Kube, apply
 from lbspeaker.lab.topology import Topology
+from lbspeaker.manifests import crd_documents
 
-REPO = Path(__file__).resolve().parents[2]
-CRD_DIR = REPO / "config" / "crd"
-SAMPLES_DIR = REPO / "config" / "samples"
+# kept for callers that load a sample by path; new code: lbspeaker.manifests.sample(name)
+SAMPLES_DIR = Path(str(files("lbspeaker.manifests") / "samples"))
 SPEAKER_NS = "lbspeaker-system"
 
 
@@ -37,9 +38,9 @@ def load_manifests(path: Path) -> list[JSON]:
 
 
 def install_crds(kube: Kube, *, timeout: float = 15.0) -> list[str]:
-    """Apply every CRD of config/crd and wait until each is Established."""
+    """Apply every CRD of config/crd (packaged as lbspeaker.manifests) and wait until each is Established."""
     names = []
-    for crd in load_manifests(CRD_DIR):
+    for crd in crd_documents():
         apply(kube, crd)
         names.append(str(crd["metadata"]["name"]))
     deadline = time.monotonic() + timeout

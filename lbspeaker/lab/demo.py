@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+from lbspeaker import manifests
 from lbspeaker.core.errors import ApiError, LabError
 from lbspeaker.k8s.client import ENDPOINTSLICES, SERVICES, Kube, apply
 from lbspeaker.lab import bootstrap
@@ -74,7 +75,7 @@ def demo(topo: Topology, *, say: Say) -> None:
     ips: list[str] = []
 
     def pool() -> None:
-        for obj in bootstrap.load_manifests(bootstrap.SAMPLES_DIR / "lab.yaml"):
+        for obj in manifests.sample("lab"):
             apply(kube, obj)
 
     def service() -> None:
