@@ -32,6 +32,8 @@ Say = Callable[[str], None]
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_SUBSYSTEMS = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "systemd",
                      "unified")
+# Children started by this process, kept so they are reaped (not warned about) when they exit.
+_CHILDREN: list[subprocess.Popen[bytes]] = []
 NODE_BINARIES = ("kubelet", "kube-proxy", "kube-controller-manager", "kube-scheduler", "kube-apiserver", "etcd")
 
 
@@ -61,8 +63,15 @@ def spawn(c: Cluster, name: str, ns: str, cmd: list[str], *, env: dict[str, str]
     with open(c.state_dir / "logs" / f"{name}.log", "ab") as log:
         p = subprocess.Popen(["nsenter", f"--net=/run/netns/{ns}", "--", *cmd], stdout=log, stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ, **(env or {})})
+    _CHILDREN.append(p)
     (c.state_dir / "pids" / f"{name}.pid").write_text(str(p.pid))
     return p.pid
+
+
+def _reap() -> None:
+    for p in list(_CHILDREN):
+        if p.poll() is not None:
+            _CHILDREN.remove(p)
 
 
 def _https_ok(url: str, c: Cluster) -> bool:
@@ -75,9 +84,26 @@ def _https_ok(url: str, c: Cluster) -> bool:
         return False
 
 
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  userGroups: ["system:serviceaccounts:lbspeaker-system"]
+- level: None
+"""
+"""What lbspeaker's service accounts do, one JSON line per request (the e2e RBAC check reads it)."""
+
+
+def audit_log(c: Cluster) -> Path:
+    """The API server's audit log of lbspeaker's service accounts."""
+    return c.state_dir / "audit.log"
+
+
 def start_control_plane(c: Cluster) -> None:
     """etcd, kube-apiserver, kube-controller-manager and kube-scheduler in the control-plane namespace."""
     ns, b, k, s = c.topo.api.ns, c.bin_dir, c.pki, c.state_dir
+    (s / "audit-policy.yaml").write_text(AUDIT_POLICY)
     (s / "etcd").mkdir(parents=True, exist_ok=True)
     spawn(c, "etcd", ns, [str(b / "etcd"), "--name", "lbr", "--data-dir", str(s / "etcd"),
                           "--listen-client-urls", "http://127.0.0.1:2379",
@@ -96,7 +122,9 @@ def start_control_plane(c: Cluster) -> None:
         f"--service-account-key-file={k / 'sa.pub'}", f"--service-account-signing-key-file={k / 'sa.key'}",
         f"--kubelet-client-certificate={k / 'apiserver-kubelet-client.crt'}",
         f"--kubelet-client-key={k / 'apiserver-kubelet-client.key'}",
-        "--kubelet-preferred-address-types=InternalIP", "--v=1"])
+        "--kubelet-preferred-address-types=InternalIP",
+        f"--audit-policy-file={s / 'audit-policy.yaml'}", f"--audit-log-path={audit_log(c)}",
+        "--audit-log-format=json", "--v=1"])
     if not wait_until(lambda: _https_ok(c.host_url + "/readyz", c), 60.0):
         raise LabError(f"real cluster: kube-apiserver not ready after 60s ({s / 'logs/kube-apiserver.log'})")
     cm, sc = str(s / "controller-manager.kubeconfig"), str(s / "scheduler.kubeconfig")
@@ -264,6 +292,7 @@ def down(c: Cluster, *, keep_state: bool = False) -> list[str]:
     for i in range(1, 1 + max(c.nodes, 4)):
         left += _remove_cgroups(c.cgroup_name(i))
     removed = delete_namespaces(c.prefix)
+    _reap()
     ip("link", "del", c.topo.host_if, check=False)
     _unmount_under(c.state_dir)
     with contextlib.suppress(OSError):

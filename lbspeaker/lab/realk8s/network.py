@@ -16,6 +16,12 @@ from lbspeaker.lab.realk8s.shape import Cluster
 
 NAT_NET = ipaddress.IPv4Network("198.51.100.128/25")
 NAT_GATEWAY = NAT_NET.network_address + 1  # nobody answers there: like a NAT adapter with no way out
+NAT_PROBE = ipaddress.IPv4Interface(f"{NAT_NET.network_address + 100}/{NAT_NET.prefixlen}")
+
+
+def nat_probe_ns(c: Cluster) -> str:
+    """A namespace on the NAT-like network (nics=2): where a VIP must never be answered."""
+    return f"{c.prefix}natprobe"
 
 
 def lan_if(c: Cluster) -> str:
@@ -45,6 +51,10 @@ def build(c: Cluster) -> None:
     if c.nics == 2:
         ip("link", "add", "nat0", "type", "bridge", ns=sw)
         ip("link", "set", "nat0", "up", ns=sw)
+        add_namespace(nat_probe_ns(c))
+        veth(nat_probe_ns(c), "eth0", sw, "q-probe")
+        ip("link", "set", "q-probe", "master", "nat0", ns=sw)
+        ip("addr", "add", str(NAT_PROBE), "dev", "eth0", ns=nat_probe_ns(c))
     nodes = {m.ns for m in t.node_members}
     for m in t.lan_members:
         add_namespace(m.ns)
