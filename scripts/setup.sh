@@ -20,6 +20,10 @@ if [ "$want_test" = 1 ]; then
   command -v tcpdump >/dev/null 2>&1 || pkgs+=(tcpdump)
   command -v arping >/dev/null 2>&1 || pkgs+=(arping)
   command -v ndisc6 >/dev/null 2>&1 || pkgs+=(ndisc6)
+  # the real-cluster lab and its e2e suite: PKI, the client's HTTP requests, nsenter/unshare
+  command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
+  command -v curl >/dev/null 2>&1 || pkgs+=(curl)
+  command -v nsenter >/dev/null 2>&1 || pkgs+=(util-linux)
 fi
 if [ "${#pkgs[@]}" -gt 0 ]; then
   echo "setup: apt-get install ${pkgs[*]}"
