@@ -496,6 +496,21 @@ class Bench:
             raise LabError(f"restoring {node}: VIP {pr.target} not steady within 60s")
 
 
+MAIN_PID = os.getpid()
+
+
+def _on_stop(sig: int, _frame: object) -> None:
+    """SIGTERM/SIGINT unwind the bench like Ctrl-C, so its finally removes the cluster.
+
+    Only in the bench's own process: pyroute2 stops the helper it forks for a netns socket with
+    SIGTERM, and that fork must die at once, never run the bench's cleanup (it would take the
+    cluster down under the running bench).
+    """
+    if os.getpid() != MAIN_PID:
+        os._exit(128 + sig)
+    raise KeyboardInterrupt
+
+
 def loadavg() -> list[float]:
     """1, 5, 15 minute load averages."""
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
@@ -556,6 +571,8 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
                                                          if "loss_after_recovery" in tr])
         result["failover"]["all_recovered"] = all(tr["recovered"] for tr in ftrials) and len(ftrials) > 0
     finally:
+        if os.getpid() != MAIN_PID:  # a library's fork unwinding through here: not ours to clean up
+            os._exit(1)
         if b is not None:
             b.close()
         if kube is not None:
@@ -597,15 +614,15 @@ def main() -> int:
     }
     t = time.monotonic()
     rc = 0
-    prev = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM unwinds like Ctrl-C: finally runs
+    prev = {s: signal.signal(s, _on_stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         run(args, result)
     except (LabError, ApiError, OSError, subprocess.SubprocessError, KeyboardInterrupt) as err:
         result["error"] = f"{type(err).__name__}: {err}"
         rc = 1
     finally:
-        signal.signal(signal.SIGTERM, prev)
+        for s, h in prev.items():
+            signal.signal(s, h)
     result["wall_s"] = round(time.monotonic() - t, 1)
     print(json.dumps(result, indent=1))
     return rc
