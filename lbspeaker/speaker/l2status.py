@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 WARN_HOLDOFF_S = 60.0
 """Shortest time between two identical warning Events."""
+VERIFY_S = 5.0
+"""How often the records this node owns are checked against the API and rewritten if another
+node overwrote or deleted them (after a membership flap two nodes both wrote, and the loser's
+guarded delete then removes the record the owner believes is written)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class StatusPublisher:
         self._want: dict[str, L2Record] = {}
         self._warnings: list[tuple[str, str, str]] = []
         self._written: dict[str, L2Record] = {}
+        self._verified = 0.0
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -129,9 +134,11 @@ class StatusPublisher:
                 log.info("l2status_sync_deferred node=%s err=%s", self.node, err)
 
     def sync(self) -> None:
-        """Write what changed; raises ApiError to retry later."""
+        """Write what changed (and, every VERIFY_S, what the API lost); raises ApiError to retry later."""
         with self._lock:
             want = dict(self._want)
+        if want and time.monotonic() - self._verified >= VERIFY_S:
+            self._verify(want)
         for key, rec in want.items():
             if self._written.get(key) != rec:
                 self._write(rec, first=self._written.get(key) is None)
@@ -139,6 +146,18 @@ class StatusPublisher:
         for key in [k for k in self._written if k not in want]:
             self._drop(self._written[key])
             del self._written[key]
+
+    def _verify(self, want: dict[str, L2Record]) -> None:
+        """Forget written records the API no longer holds as this node's, so sync rewrites them."""
+        items, _ = self.kube.list(SERVICE_L2_STATUSES, self.namespace)
+        held = {str((o.get("metadata") or {}).get("name")): (o.get("status") or {}) for o in items}
+        for key, rec in want.items():
+            st = held.get(rec.object_name)
+            if key in self._written and (st is None or st.get("node") != self.node
+                                         or list(st.get("ips") or []) != list(rec.ips)):
+                log.info("l2status_lost service=%s node=%s action=rewrite", key, self.node)
+                del self._written[key]
+        self._verified = time.monotonic()
 
     def _write(self, rec: L2Record, *, first: bool) -> None:
         name = rec.object_name

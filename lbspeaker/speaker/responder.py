@@ -45,6 +45,11 @@ log = logging.getLogger(__name__)
 
 ANNOUNCE_SCHEDULE = (0.0, 0.25, 0.5, 1.0, 2.0)
 CONFLICT_HOLDOFF_S = 1.0
+RECLAIM_SCHEDULE = (0.5, 1.5)
+"""After another MAC claimed an IP we own (at most once per CONFLICT_HOLDOFF_S per MAC), announce it
+again at these offsets: a node that claimed it during a membership flap GARPed clients to itself
+and then stopped answering, so without a fresh GARP they would keep the wrong MAC until their
+cache entry expires (~30 s)."""
 _BATCH = 64
 _IDLE_POLL_MS = 1000
 _ETHERTYPE_ARP = b"\x08\x06"
@@ -335,6 +340,11 @@ class Responder:
         if now - self._last_conflict.get(key, -CONFLICT_HOLDOFF_S) < CONFLICT_HOLDOFF_S:
             return
         self._last_conflict[key] = now
+        if ip in self._owned:  # reclaim: undo a transient claim's GARP in the clients' caches
+            with self._lock:
+                for offset in RECLAIM_SCHEDULE:
+                    self._seq += 1
+                    heapq.heappush(self._pending, (now + offset, self._seq, ip))
         log.warning(
             "responder.conflict interface=%s ip=%s other_mac=%s our_mac=%s",
             self.interface,

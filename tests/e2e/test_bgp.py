@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 
 from lbspeaker.lab.bgp import kernel_next_hops
 from lbspeaker.lab.realk8s.cluster import kubectl
@@ -12,8 +13,10 @@ from tests.e2e.util import deploy, get_json, lb_ip, reach, wait_for
 
 def test_bgp_service_is_ecmp_routed_to_every_node(real: Cluster) -> None:
     deploy(real, "bgpweb", replicas=2)
-    kubectl(real, "expose", "deployment", "bgpweb", "--type=LoadBalancer", "--port=80", "--target-port=8080")
-    kubectl(real, "annotate", "svc", "bgpweb", "lbspeaker.io/address-pool=bgp")
+    svc = {"apiVersion": "v1", "kind": "Service",
+           "metadata": {"name": "bgpweb", "annotations": {"lbspeaker.io/address-pool": "bgp"}},
+           "spec": {"type": "LoadBalancer", "selector": {"app": "bgpweb"}, "ports": [{"port": 80, "targetPort": 8080}]}}
+    kubectl(real, "apply", "-f", "-", input=json.dumps(svc))
     vip = lb_ip(real, "bgpweb")
     assert ipaddress.IPv4Address(vip) in ipaddress.IPv4Network("203.0.113.0/26")
     nodes = {str(real.topo.node(i).v4.ip) for i in range(1, real.nodes + 1)}
