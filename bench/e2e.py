@@ -39,6 +39,7 @@ end on stdin EOF or --max-seconds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import os
@@ -62,6 +63,7 @@ from prober import Events, Prober  # noqa: E402
 
 PREFIX = "lbb-"
 STATE_DIR = Path("/var/tmp/lbspeaker-realk8s-bench")
+LOGS = REPO / "bench" / "out" / "e2e-logs"  # speaker/controller logs of the last run (post-mortem)
 BACKEND = "bench-backend"
 ETH_P_IP = 0x0800
 SO_TIMESTAMPNS = 35
@@ -243,6 +245,8 @@ class NetProber(Prober):
         self.target = ""
         self.interval = interval
         self.events = Events()
+        self.failures: dict[str, int] = {}
+        """Failed probes by reason (timeout, ECONNREFUSED, ...)."""
         self._lock = threading.Lock()
         self._stderr = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
         cmd = [*["ip", "netns", "exec", ns], *(["chrt", "-f", "20"] if shutil.which("chrt") else []),
@@ -253,6 +257,18 @@ class NetProber(Prober):
                                      start_new_session=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            parts = raw.decode(errors="replace").split()
+            with self._lock:
+                if parts[:1] == ["S"] and len(parts) == 3:
+                    self.events.sent.append((int(parts[1]), int(parts[2])))
+                elif parts[:1] == ["R"] and len(parts) == 4:
+                    self.events.replies.append((int(parts[1]), int(parts[2]), parts[3]))
+                elif parts[:1] == ["F"] and len(parts) == 4:
+                    self.failures[parts[3]] = self.failures.get(parts[3], 0) + 1
 
     def start(self, target: str) -> None:
         """Give the waiting prober its target: probing starts now."""
@@ -329,6 +345,10 @@ class Bench:
             ipr.close()
         self.links.clear()
 
+    def node_of(self, mac: str) -> str:
+        """The node name of a LAN NIC MAC (the MAC itself when unknown)."""
+        return self.c.node_name(self.mac_to_node[mac]) if mac in self.mac_to_node else mac
+
     def _mac(self, ns: str) -> str:
         out = subprocess.run(["ip", "-n", ns, "-o", "link", "show", "dev", self.lan], capture_output=True,
                              text=True, check=True).stdout.split()
@@ -358,8 +378,7 @@ class Bench:
             pr.start(ip)
             if not wait_until(lambda: bool(pr.snapshot().replies), 30.0, interval=0.005):
                 raise LabError(f"create trial {k}: http://{ip}/ not answered within 30s of the IP")
-            t_ok = pr.snapshot().replies[0][1]
-            failed = sum(1 for _ in pr.snapshot().sent) - 1
+            _seq, t_ok, mac = pr.snapshot().replies[0]
         finally:
             pr.stop()
         self.kube.delete(SERVICES, name, "default")
@@ -367,7 +386,8 @@ class Bench:
         res = {"ip": ip, "total_ms": (t_ok - t0) / 1e6, "apply_to_ip_ms": (t_ip - t0) / 1e6,
                "ip_to_ok_ms": (t_ok - t_ip) / 1e6, "kubectl_apply_ms": (t_applied - t0) / 1e6,
                "kubectl_exit_to_ip_ms": (t_ip - t_applied) / 1e6,
-               "attempts_before_ok": failed, "ip_reused": ip in reused}
+               "failed_before_ok": dict(pr.failures), "answered_by": self.node_of(mac),
+               "ip_reused": ip in reused}
         reused.add(ip)
         return res
 
@@ -413,11 +433,26 @@ class Bench:
                 return str(st.get("node"))
         return None
 
+    def steady_owner(self, pr: NetProber, svc: str) -> tuple[str, str | None]:
+        """The MAC answering the client steadily for 1 s, and the ServiceL2Status node (wait up to 30 s to agree).
+
+        They can differ: kube-proxy DNATs the VIP on every node, so a client whose ARP entry still
+        names a node that no longer announces (kept REACHABLE by TCP) is served anyway. Such a trial
+        is kept but marked ``announcer_agrees: false``.
+        """
+        deadline = time.monotonic() + 30.0
+        while True:
+            owner = pr.wait_stable(1.0, 60.0)
+            if owner is None:
+                raise LabError(f"failover: VIP {pr.target} has no steady owner within 60s")
+            l2 = self.l2status_node(svc)
+            if l2 == self.node_of(owner) or time.monotonic() > deadline:
+                return owner, l2
+            time.sleep(0.5)
+
     def failover_trial(self, pr: NetProber, svc: str) -> dict[str, Any]:
         """Fail the announcing node (LAN NIC down, SIGKILL kubelet + speaker), measure, restore."""
-        owner = pr.wait_stable(1.0, 60.0)
-        if owner is None:
-            raise LabError(f"failover: VIP {pr.target} has no steady owner within 60s")
+        owner, l2 = self.steady_owner(pr, svc)
         victim = self.mac_to_node[owner]
         ns, nd = self.node_ns[victim], self.c.node_dir(victim)
         kubelet = int((nd / "kubelet.pid").read_text())
@@ -430,8 +465,9 @@ class Bench:
         routes = {fam: [ln for ln in subprocess.run(["ip", "-n", ns, fam, "route", "show"], capture_output=True,
                                                     text=True, check=True).stdout.splitlines() if " via " in ln]
                   for fam in ("-4", "-6")}
-        l2 = self.l2status_node(svc)
         ipr, idx = self.links[victim]
+        with pr._lock:
+            k_fault = pr.events.sent[-1][0] if pr.events.sent else -1  # probes after the fault: seq > k_fault
         t_fault = time.monotonic_ns()
         ipr.link("set", index=idx, state="down")
         t_down = time.monotonic_ns()
@@ -439,16 +475,16 @@ class Bench:
             os.kill(pid, signal.SIGKILL)
         t_killed = time.monotonic_ns()
 
-        def recovered() -> bool:
-            sent_after = {s for s, t in pr.snapshot().sent if t > t_fault}
-            return any(r[0] in sent_after for r in pr.snapshot().replies)
+        def recovered() -> bool:  # cheap: only the newest replies (the list grows by 100 a second)
+            with pr._lock:
+                return any(r[0] > k_fault for r in pr.events.replies[-20:])
 
         ok = wait_until(recovered, 20.0, interval=0.01)
         time.sleep(2.2)  # the loss window after recovery
         ev = pr.snapshot()
-        sent_t = {s: t for s, t in ev.sent}
-        after = [r for r in ev.replies if sent_t.get(r[0], 0) > t_fault]
-        res: dict[str, Any] = {"killed": self.c.node_name(victim), "l2status_node": l2, "recovered": ok,
+        after = [r for r in ev.replies if r[0] > k_fault]
+        res: dict[str, Any] = {"killed": self.c.node_name(victim), "l2status_node": l2,
+                               "announcer_agrees": l2 == self.c.node_name(victim), "recovered": ok,
                                "link_down_ms": round((t_down - t_fault) / 1e6, 2),
                                "killed_ms": round((t_killed - t_fault) / 1e6, 2)}
         if after:
@@ -458,8 +494,7 @@ class Bench:
             before = [r for r in ev.replies if r[1] <= t_fault]
             res.update(gap_ms=round((first[1] - t_fault) / 1e6, 1),
                        since_last_ok_ms=round((first[1] - before[-1][1]) / 1e6, 1) if before else None,
-                       new_owner=self.c.node_name(self.mac_to_node[first[2]]) if first[2] in self.mac_to_node
-                       else first[2],
+                       new_owner=self.node_of(first[2]),
                        loss_after_recovery=round(1 - len([s for s in window if s in answered]) / max(1, len(window)),
                                                  3))
         res["restore"] = Saved(victim, kubelet_cmd, kubelet_env, routes)
@@ -509,6 +544,18 @@ def _on_stop(sig: int, _frame: object) -> None:
     if os.getpid() != MAIN_PID:
         os._exit(128 + sig)
     raise KeyboardInterrupt
+
+
+def keep_logs(c: Cluster, dest: Path) -> int:
+    """Copy the speaker and controller container logs out of the cluster before down() removes them."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for f in sorted(c.state_dir.glob("nodes/*/varlog/pods/lbspeaker-system_*/*/*.log")):
+        node, pod = f.parents[3].name, f.parents[1].name.split("_")[1]
+        shutil.copyfile(f, dest / f"{node}-{pod}-{f.parent.name}-{f.stem}.log")
+        n += 1
+    return n
 
 
 def loadavg() -> list[float]:
@@ -567,6 +614,8 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
         finally:
             pr.stop()
         result["failover"]["gap_ms"] = pct([tr["gap_ms"] for tr in ftrials if "gap_ms" in tr])
+        result["failover"]["gap_ms_announcer_agreed"] = pct([tr["gap_ms"] for tr in ftrials
+                                                             if "gap_ms" in tr and tr["announcer_agrees"]])
         result["failover"]["loss_after_recovery"] = pct([100 * tr["loss_after_recovery"] for tr in ftrials
                                                          if "loss_after_recovery" in tr])
         result["failover"]["all_recovered"] = all(tr["recovered"] for tr in ftrials) and len(ftrials) > 0
@@ -577,6 +626,11 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
             b.close()
         if kube is not None:
             kube.close()
+        result["load_average_end"] = loadavg()
+        if c.state_dir.exists():
+            with contextlib.suppress(OSError):
+                if keep_logs(c, LOGS):
+                    result["logs"] = str(LOGS)
         say("cluster down")
         cluster.down(c)
 
