@@ -390,7 +390,8 @@ class Bench:
         res = {"ip": ip, "total_ms": (t_ok - t0) / 1e6, "apply_to_ip_ms": (t_ip - t0) / 1e6,
                "ip_to_ok_ms": (t_ok - t_ip) / 1e6, "kubectl_apply_ms": (t_applied - t0) / 1e6,
                "kubectl_exit_to_ip_ms": (t_ip - t_applied) / 1e6,
-               "failed_before_ok": dict(pr.failures), "answered_by": self.node_of(mac),
+               "failed_before_ok": {why: n for why, n in pr.failures.items() if why != "stopped"},
+               "in_flight_at_ok": pr.failures.get("stopped", 0), "answered_by": self.node_of(mac),
                "ip_reused": ip in reused}
         reused.add(ip)
         return res
