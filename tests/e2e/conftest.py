@@ -34,7 +34,7 @@ def _build_image() -> None:
         pytest.fail(f"scripts/build-image.sh failed (exit {p.returncode}):\n{p.stderr[-3000:]}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def real() -> Iterator[Cluster]:
     """The running real cluster with lbspeaker installed (kubectl apply -k config/default)."""
     if os.geteuid() != 0:

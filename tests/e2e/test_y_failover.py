@@ -22,6 +22,7 @@ from tests.e2e.util import (
     mac_of,
     node_index,
     reach,
+    restore_node,
     wait_for,
 )
 
@@ -78,3 +79,15 @@ def test_node_failure_client_recovers(real: Cluster) -> None:
              timeout=90, what=f"{victim} NotReady", interval=1.0)
     assert arp_answerers(real, vip, ns=real.topo.client.ns) == answerers
     print(json.dumps({"node_failure_client_recovered_s": round(recovered_s, 3)}))
+
+    # the node comes back: Ready again, its speaker runs, and exactly one node answers (the election
+    # is deterministic, so the VIP may return to it; never to two nodes at once)
+    restore_node(real, vi)
+    wait_for(lambda: any(c["type"] == "Ready" and c["status"] == "True"
+                         for c in get_json(real, "node", victim)["status"]["conditions"]) or None,
+             timeout=90, what=f"{victim} Ready again", interval=1.0)
+    kubectl(real, "-n", NS, "rollout", "status", "daemonset/speaker", "--timeout=120s", timeout=130)
+    owner = wait_for(lambda: l2_node(real, "web"), timeout=20, what="announcer of default/web after the return")
+    wait_for(lambda: arp_answerers(real, vip, ns=real.topo.client.ns) == {mac_of(real, node_index(real, owner))}
+             or None, timeout=20, what=f"only {owner} answering ARP for {vip}")
+    reach(real, vip)

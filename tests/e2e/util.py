@@ -135,3 +135,13 @@ def kill_node(c: Cluster, node_index: int) -> None:
 def node_index(c: Cluster, name: str) -> int:
     """1-based index of the node called name."""
     return int(name.removeprefix("node"))
+
+
+def restore_node(c: Cluster, node_index: int) -> None:
+    """Bring a killed node back: LAN link up, its routes, kubelet restarted (the speaker pod follows)."""
+    from lbspeaker.lab.realk8s import cluster, network
+
+    subprocess.run(["ip", "-n", c.topo.node(node_index).ns, "link", "set", lan_if(c), "up"], check=True,
+                   timeout=10)
+    network.node_routes(c, node_index)
+    cluster.restart_kubelet(c, node_index)

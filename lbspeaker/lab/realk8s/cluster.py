@@ -321,6 +321,22 @@ def _unmount_under(top: Path) -> None:
         run(["umount", "-l", mp], check=False)
 
 
+def restart_kubelet(c: Cluster, i: int) -> int:
+    """Start node i's kubelet again inside the node's mount and network namespaces (after a kill)."""
+    containerd = _pid_of(c.node_dir(i) / "containerd.pid")
+    if containerd is None:
+        raise LabError(f"restarting kubelet on {c.node_name(i)}: containerd pid unknown")
+    log = c.node_dir(i) / "log" / "kubelet.log"
+    with open(log, "ab") as out:
+        p = subprocess.Popen(["nsenter", f"--target={containerd}", "--mount", "--net", "--",
+                              *configs.kubelet_cmd(c, i)], stdout=out, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True,
+                             env={**os.environ, "PATH": configs.node_path(c)})
+    _CHILDREN.append(p)
+    (c.node_dir(i) / "kubelet.pid").write_text(str(p.pid))
+    return p.pid
+
+
 def signal_node(c: Cluster, i: int, sig: signal.Signals) -> None:
     """Send sig to node i's kubelet (used by the node-failure tests)."""
     pid = _pid_of(c.node_dir(i) / "kubelet.pid")

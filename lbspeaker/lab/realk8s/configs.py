@@ -149,13 +149,23 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
 """
 
 
+def kubelet_cmd(c: Cluster, i: int) -> list[str]:
+    """Node i's kubelet command line (paths contain no spaces)."""
+    n, name = c.node_dir(i), c.node_name(i)
+    return [str(c.bin_dir / "kubelet"), f"--config={n}/kubelet.yaml",
+            f"--kubeconfig={c.state_dir}/kubelet-{name}.kubeconfig", f"--root-dir={n}/kubelet",
+            f"--cert-dir={n}/certs", f"--hostname-override={name}", f"--node-ip={c.topo.node(i).v4.ip}",
+            "--container-runtime=remote", f"--container-runtime-endpoint=unix://{n}/containerd.sock",
+            "--pod-infra-container-image=lbspeaker.local/pause:1", "--v=1"]
+
+
 def inner_sh(c: Cluster, i: int) -> str:
     """The node's init: node-private /var/log and /run/containerd binds, containerd, images, kubelet, kube-proxy.
 
     Runs in the node's network namespace and a private (slave) mount namespace; every process it
     starts records its pid in the node directory.
     """
-    n, name = c.node_dir(i), c.node_name(i)
+    n = c.node_dir(i)
     imports = " ".join(f'"{p}"' for p in c.images)
     return f"""#!/bin/bash
 set -u
@@ -170,10 +180,7 @@ for img in {imports}; do
     >> "{n}/log/import.log" 2>&1
 done
 echo imported > "{n}/images.done"
-kubelet --config "{n}/kubelet.yaml" --kubeconfig "{c.state_dir}/kubelet-{name}.kubeconfig" \\
-  --root-dir "{n}/kubelet" --cert-dir "{n}/certs" --hostname-override {name} --node-ip {c.topo.node(i).v4.ip} \\
-  --container-runtime remote --container-runtime-endpoint unix://{n}/containerd.sock \\
-  --pod-infra-container-image lbspeaker.local/pause:1 --v=1 > "{n}/log/kubelet.log" 2>&1 &
+{" ".join(kubelet_cmd(c, i))} >> "{n}/log/kubelet.log" 2>&1 &
 echo $! > "{n}/kubelet.pid"
 kube-proxy --config "{n}/kube-proxy.yaml" --v=1 > "{n}/log/kube-proxy.log" 2>&1 &
 echo $! > "{n}/kube-proxy.pid"

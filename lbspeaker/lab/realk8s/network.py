@@ -13,6 +13,7 @@ import ipaddress
 
 from lbspeaker.lab.netns import add_namespace, ip, run, sysctl, veth
 from lbspeaker.lab.realk8s.shape import Cluster
+from lbspeaker.lab.topology import WAN_V4
 
 NAT_NET = ipaddress.IPv4Network("198.51.100.128/25")
 NAT_GATEWAY = NAT_NET.network_address + 1  # nobody answers there: like a NAT adapter with no way out
@@ -37,6 +38,23 @@ def nat_if(c: Cluster) -> str:
 def nat_address(i: int) -> ipaddress.IPv4Interface:
     """Node i's address on the NAT-like network."""
     return ipaddress.IPv4Interface(f"{NAT_NET.network_address + 10 + i}/{NAT_NET.prefixlen}")
+
+
+def node_routes(c: Cluster, i: int) -> None:
+    """Node i's routes (again after a link flap flushed them): default, other nodes' pods, the WAN."""
+    t, m = c.topo, c.topo.node(i)
+    # a default route, as every real node has: the kernel routes a ClusterIP (203.0.113.129 for
+    # the API server) before kube-proxy's DNAT, so without one hostNetwork pods get ENETUNREACH.
+    # Single NIC: via the LAN's .1 (the BGP router when there is one).
+    if c.nics == 2:
+        ip("route", "replace", "default", "via", str(NAT_GATEWAY), "dev", nat_if(c), ns=m.ns)
+    else:
+        ip("route", "replace", "default", "via", str(t.router.v4.ip), "dev", lan_if(c), ns=m.ns)
+    for j, other in enumerate(t.node_members, start=1):
+        if j != i:  # what a simple CNI (kindnet, flannel host-gw) does: other nodes' pod nets via them
+            ip("route", "replace", str(c.pod_net(j)), "via", str(other.v4.ip), ns=m.ns)
+    if t.bgp:  # replies to the WAN client go back through the router (lbspeaker.lab.bgp.build_router)
+        ip("route", "replace", str(WAN_V4), "via", str(t.router.v4.ip), ns=m.ns)
 
 
 def build(c: Cluster) -> None:
@@ -75,16 +93,7 @@ def build(c: Cluster) -> None:
     for i, m in enumerate(t.node_members, start=1):
         sysctl(m.ns, "net.ipv4.ip_forward", "1")
         sysctl(m.ns, "net.ipv4.conf.all.rp_filter", "0")
-        # a default route, as every real node has: the kernel routes a ClusterIP (203.0.113.129 for
-        # the API server) before kube-proxy's DNAT, so without one hostNetwork pods get ENETUNREACH.
-        # Single NIC: via the LAN's .1 (the BGP router when there is one).
-        if c.nics == 2:
-            ip("route", "add", "default", "via", str(NAT_GATEWAY), "dev", nat_if(c), ns=m.ns)
-        else:
-            ip("route", "add", "default", "via", str(t.router.v4.ip), "dev", lan_if(c), ns=m.ns)
-        for j, other in enumerate(t.node_members, start=1):
-            if j != i:  # what a simple CNI (kindnet, flannel host-gw) does: other nodes' pod nets via them
-                ip("route", "replace", str(c.pod_net(j)), "via", str(other.v4.ip), ns=m.ns)
+        node_routes(c, i)
     for j, other in enumerate(t.node_members, start=1):  # the control plane reaches pods (webhooks, logs)
         ip("route", "replace", str(c.pod_net(j)), "via", str(other.v4.ip), ns=t.api.ns)
     veth(t.api.ns, "mgmt0", None, t.host_if)
