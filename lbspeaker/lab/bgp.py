@@ -96,7 +96,7 @@ def build_router(topo: Topology) -> None:
     ip("addr", "add", str(WAN_CLIENT), "dev", "eth0", ns=topo.wan_client_ns)
     ip("route", "add", "default", "via", str(WAN_ROUTER.ip), ns=topo.wan_client_ns)
     for m in topo.node_members:  # replies to the WAN client go back through the router
-        ip("route", "add", str(WAN_V4), "via", str(topo.router.v4.ip), ns=m.ns)
+        ip("route", "replace", str(WAN_V4), "via", str(topo.router.v4.ip), ns=m.ns)
 
 
 def start_bird(topo: Topology) -> int:
