@@ -26,7 +26,7 @@ from lbspeaker.lab.netns import delete_namespaces, ip, kill_pids, run
 from lbspeaker.lab.procs import wait_until
 from lbspeaker.lab.realk8s import configs, network
 from lbspeaker.lab.realk8s.pki import make_pki
-from lbspeaker.lab.realk8s.shape import API_PORT, POD_NET, SERVICE_NET, Cluster
+from lbspeaker.lab.realk8s.shape import API_PORT, Cluster
 
 Say = Callable[[str], None]
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -117,7 +117,7 @@ def start_control_plane(c: Cluster) -> None:
         f"--tls-cert-file={k / 'apiserver.crt'}", f"--tls-private-key-file={k / 'apiserver.key'}",
         f"--client-ca-file={k / 'ca.crt'}", "--authorization-mode=Node,RBAC",
         "--enable-admission-plugins=NodeRestriction", "--allow-privileged=true",
-        f"--service-cluster-ip-range={SERVICE_NET}", "--service-node-port-range=30000-32767",
+        f"--service-cluster-ip-range={c.service_cidrs}", "--service-node-port-range=30000-32767", *c.gates,
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-account-key-file={k / 'sa.pub'}", f"--service-account-signing-key-file={k / 'sa.key'}",
         f"--kubelet-client-certificate={k / 'apiserver-kubelet-client.crt'}",
@@ -133,7 +133,7 @@ def start_control_plane(c: Cluster) -> None:
         f"--authorization-kubeconfig={cm}", "--bind-address=127.0.0.1", "--port=0", "--leader-elect=false",
         "--use-service-account-credentials=true", f"--service-account-private-key-file={k / 'sa.key'}",
         f"--root-ca-file={k / 'ca.crt'}", "--allocate-node-cidrs=false",
-        f"--service-cluster-ip-range={SERVICE_NET}", f"--cluster-cidr={POD_NET}",
+        f"--service-cluster-ip-range={c.service_cidrs}", f"--cluster-cidr={c.pod_cidrs}", *c.gates,
         "--node-monitor-grace-period=16s", "--pod-eviction-timeout=20s", "--v=1"])
     spawn(c, "kube-scheduler", ns, [
         str(b / "kube-scheduler"), f"--kubeconfig={sc}", f"--authentication-kubeconfig={sc}",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lbspeaker.lab.realk8s.shape import POD_NET, Cluster
+from lbspeaker.lab.realk8s.shape import Cluster
 
 IPTABLES_TOOLS = ("iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save",
                   "ip6tables-restore")
@@ -96,7 +96,9 @@ def cni_conflist(c: Cluster, i: int) -> str:
         "plugins": [
             {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False, "hairpinMode": True,
              "ipam": {"type": "host-local", "dataDir": str(c.node_dir(i) / "cni-ipam"),
-                      "ranges": [[{"subnet": str(c.pod_net(i))}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+                      "ranges": [[{"subnet": str(c.pod_net(i))}],
+                                 *([[{"subnet": str(c.pod_net6(i))}]] if c.dual_stack else [])],
+                      "routes": [{"dst": "0.0.0.0/0"}, *([{"dst": "::/0"}] if c.dual_stack else [])]}},
             {"type": "portmap", "capabilities": {"portMappings": True}},
         ],
     }, indent=1) + "\n"
@@ -127,6 +129,7 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {{"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"}}
 podCIDR: {c.pod_net(i)}
+featureGates: {{IPv6DualStack: {str(c.dual_stack).lower()}}}
 maxPods: 14
 serializeImagePulls: false
 nodeStatusUpdateFrequency: 4s
@@ -141,7 +144,8 @@ clientConnection: {{kubeconfig: "{c.state_dir / 'kube-proxy.kubeconfig'}"}}
 mode: iptables
 hostnameOverride: {c.node_name(i)}
 bindAddress: {c.topo.node(i).v4.ip}
-clusterCIDR: {POD_NET}
+clusterCIDR: "{c.pod_cidrs}"
+featureGates: {{IPv6DualStack: {str(c.dual_stack).lower()}}}
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 iptables: {{syncPeriod: 10s, minSyncPeriod: 0s}}

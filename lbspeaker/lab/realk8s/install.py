@@ -111,7 +111,7 @@ def external_ips(c: Cluster, name: str, namespace: str = "default") -> list[str]
 def curl(c: Cluster, url: str, *, ns: str | None = None, timeout: float = 3.0) -> str | None:
     """GET url from the client namespace (curl of the host, run inside it); None on failure."""
     try:
-        return run(["curl", "-sS", "-m", str(timeout), url], ns=ns or c.topo.client.ns, timeout=timeout + 2)
+        return run(["curl", "-gsS", "-m", str(timeout), url], ns=ns or c.topo.client.ns, timeout=timeout + 2)
     except LabError:
         return None
 

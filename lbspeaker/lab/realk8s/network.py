@@ -17,6 +17,8 @@ from lbspeaker.lab.topology import WAN_V4
 
 NAT_NET = ipaddress.IPv4Network("198.51.100.128/25")
 NAT_GATEWAY = NAT_NET.network_address + 1  # nobody answers there: like a NAT adapter with no way out
+NAT_NET6 = ipaddress.IPv6Network("2001:db8:51::/64")
+NAT_GATEWAY6 = NAT_NET6.network_address + 1
 NAT_PROBE = ipaddress.IPv4Interface(f"{NAT_NET.network_address + 100}/{NAT_NET.prefixlen}")
 
 
@@ -53,6 +55,12 @@ def node_routes(c: Cluster, i: int) -> None:
     for j, other in enumerate(t.node_members, start=1):
         if j != i:  # what a simple CNI (kindnet, flannel host-gw) does: other nodes' pod nets via them
             ip("route", "replace", str(c.pod_net(j)), "via", str(other.v4.ip), ns=m.ns)
+            if c.dual_stack:
+                ip("-6", "route", "replace", str(c.pod_net6(j)), "via", str(other.v6.ip), ns=m.ns)
+    if c.dual_stack:  # like the IPv4 default: ClusterIPs need a route before kube-proxy's DNAT
+        gw6 = t.router.v6.ip if c.nics == 1 else NAT_GATEWAY6
+        ip("-6", "route", "replace", "default", "via", str(gw6), "dev", lan_if(c) if c.nics == 1 else nat_if(c),
+           ns=m.ns)
     if t.bgp:  # replies to the WAN client go back through the router (lbspeaker.lab.bgp.build_router)
         ip("route", "replace", str(WAN_V4), "via", str(t.router.v4.ip), ns=m.ns)
 
@@ -86,6 +94,7 @@ def build(c: Cluster) -> None:
             veth(m.ns, nat_if(c), sw, f"q-{m.name}"[:15])
             ip("link", "set", f"q-{m.name}"[:15], "master", "nat0", ns=sw)
             ip("addr", "add", str(nat_address(i)), "dev", nat_if(c), ns=m.ns)
+            ip("addr", "add", f"{NAT_NET6.network_address + 10 + i}/64", "dev", nat_if(c), "nodad", ns=m.ns)
         veth(m.ns, dev, sw, m.switch_port)
         ip("link", "set", m.switch_port, "master", "br0", ns=sw)
         ip("addr", "add", str(m.v4), "dev", dev, ns=m.ns)
@@ -93,9 +102,12 @@ def build(c: Cluster) -> None:
     for i, m in enumerate(t.node_members, start=1):
         sysctl(m.ns, "net.ipv4.ip_forward", "1")
         sysctl(m.ns, "net.ipv4.conf.all.rp_filter", "0")
+        sysctl(m.ns, "net.ipv6.conf.all.forwarding", "1")
         node_routes(c, i)
     for j, other in enumerate(t.node_members, start=1):  # the control plane reaches pods (webhooks, logs)
         ip("route", "replace", str(c.pod_net(j)), "via", str(other.v4.ip), ns=t.api.ns)
+        if c.dual_stack:
+            ip("-6", "route", "replace", str(c.pod_net6(j)), "via", str(other.v6.ip), ns=t.api.ns)
     veth(t.api.ns, "mgmt0", None, t.host_if)
     ip("addr", "add", str(t.api_mgmt), "dev", "mgmt0", ns=t.api.ns)
     ip("addr", "add", str(t.host_mgmt), "dev", t.host_if)

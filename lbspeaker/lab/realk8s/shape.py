@@ -21,6 +21,9 @@ API_PORT = 6443
 POD_NET = ipaddress.IPv4Network("203.0.113.64/26")
 SERVICE_NET = ipaddress.IPv4Network("203.0.113.128/26")
 KUBERNETES_SERVICE_IP = SERVICE_NET.network_address + 1
+POD_NET6 = ipaddress.IPv6Network("2001:db8:64::/56")  # node i: 2001:db8:64:i::/64
+SERVICE_NET6 = ipaddress.IPv6Network("2001:db8:65::/112")
+DUAL_STACK_GATE = "IPv6DualStack=true"  # alpha in 1.20: every component needs it
 MAX_NODES = 4  # one /28 of POD_NET per node
 IMAGE_REF = "lbspeaker:0.1.0"
 
@@ -51,6 +54,8 @@ class Cluster:
     prefix: str = PREFIX
     mgmt_index: int = 8
     cache: Path = field(default_factory=cache_dir)
+    dual_stack: bool = True
+    """IPv4 + IPv6 pods and Services (Kubernetes 1.20's alpha IPv6DualStack gate on every component)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.nodes <= MAX_NODES:
@@ -114,6 +119,25 @@ class Cluster:
     def pod_net(self, i: int) -> ipaddress.IPv4Network:
         """Node i's pod /28."""
         return ipaddress.IPv4Network(f"{POD_NET.network_address + 16 * (i - 1)}/28")
+
+    def pod_net6(self, i: int) -> ipaddress.IPv6Network:
+        """Node i's pod /64."""
+        return ipaddress.IPv6Network(f"{POD_NET6.network_address + (i << 64)}/64")
+
+    @property
+    def service_cidrs(self) -> str:
+        """--service-cluster-ip-range."""
+        return f"{SERVICE_NET},{SERVICE_NET6}" if self.dual_stack else str(SERVICE_NET)
+
+    @property
+    def pod_cidrs(self) -> str:
+        """--cluster-cidr (controller-manager, kube-proxy)."""
+        return f"{POD_NET},{POD_NET6}" if self.dual_stack else str(POD_NET)
+
+    @property
+    def gates(self) -> list[str]:
+        """Feature-gate flags for every component."""
+        return [f"--feature-gates={DUAL_STACK_GATE}"] if self.dual_stack else []
 
     def cgroup_name(self, i: int) -> str:
         """Node i's cgroup parent in every v1 hierarchy (kubelet --cgroup-root)."""
