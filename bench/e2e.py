@@ -262,17 +262,9 @@ class NetProber(Prober):
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            parts = raw.decode(errors="replace").split()
-            with self._lock:
-                if parts[:1] == ["S"] and len(parts) == 3:
-                    self.events.sent.append((int(parts[1]), int(parts[2])))
-                elif parts[:1] == ["R"] and len(parts) == 4:
-                    self.events.replies.append((int(parts[1]), int(parts[2]), parts[3]))
-                elif parts[:1] == ["F"] and len(parts) == 4:
-                    self.failures[parts[3]] = self.failures.get(parts[3], 0) + 1
+    def _other(self, parts: list[str]) -> None:
+        if parts[:1] == ["F"] and len(parts) == 4:
+            self.failures[parts[3]] = self.failures.get(parts[3], 0) + 1
 
     def start(self, target: str) -> None:
         """Give the waiting prober its target: probing starts now."""
@@ -321,12 +313,9 @@ def ingress_ip(kube: Kube, name: str) -> str | None:
 
 
 class Saved(NamedTuple):
-    """What restoring a failed node needs, read before the fault."""
+    """Which node to restore."""
 
     node: int
-    kubelet_cmd: list[bytes]
-    kubelet_env: dict[bytes, bytes]
-    routes: dict[str, list[str]]
 
 
 class Bench:
@@ -461,15 +450,9 @@ class Bench:
         victim = self.mac_to_node[owner]
         ns, nd = self.node_ns[victim], self.c.node_dir(victim)
         kubelet = int((nd / "kubelet.pid").read_text())
-        kubelet_cmd = Path(f"/proc/{kubelet}/cmdline").read_bytes().split(b"\0")[:-1]
-        kubelet_env = dict(x.split(b"=", 1) for x in Path(f"/proc/{kubelet}/environ").read_bytes().split(b"\0")
-                           if b"=" in x)
         speaker = self.speaker_pid(victim)
         if speaker is None:
             raise LabError(f"failover: no lbspeaker-speaker process in {ns}")
-        routes = {fam: [ln for ln in subprocess.run(["ip", "-n", ns, fam, "route", "show"], capture_output=True,
-                                                    text=True, check=True).stdout.splitlines() if " via " in ln]
-                  for fam in ("-4", "-6")}
         ipr, idx = self.links[victim]
         with pr._lock:  # a lower bound: the reader may lag the prober by a few lines
             k_fault = pr.events.sent[-1][0] if pr.events.sent else -1
@@ -503,26 +486,17 @@ class Bench:
                        new_owner=self.node_of(first[2]),
                        loss_after_recovery=round(1 - len([s for s in window if s in answered]) / max(1, len(window)),
                                                  3))
-        res["restore"] = Saved(victim, kubelet_cmd, kubelet_env, routes)
+        res["restore"] = Saved(victim)
         return res
 
     def restore(self, saved: Saved, pr: NetProber) -> None:
         """Link up, flushed routes back, kubelet restarted in the node's mount namespace; speaker Ready, VIP steady."""
-        i, cmd, env, routes = saved
-        ns, nd = self.node_ns[i], self.c.node_dir(i)
+        i = saved.node
+        log = self.c.node_dir(i) / "log" / "kubelet.log"
         ipr, idx = self.links[i]
         ipr.link("set", index=idx, state="up")
-        for fam, lines in routes.items():
-            for ln in lines:
-                subprocess.run(["ip", "-n", ns, fam, "route", "replace", *ln.split()], capture_output=True,
-                               check=False)
-        containerd = int((nd / "containerd.pid").read_text())
-        log = nd / "log" / "kubelet.log"
-        with open(log, "ab") as out:
-            p = subprocess.Popen(["nsenter", f"--target={containerd}", "--mount", "--net", "--", *cmd],
-                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True, env=env)
-        (nd / "kubelet.pid").write_text(str(p.pid))  # cluster.down() ends it
+        network.node_routes(self.c, i)
+        cluster.restart_kubelet(self.c, i)  # cluster.down() ends it
         node = self.c.node_name(i)
 
         def speaker_ready() -> bool:
@@ -668,7 +642,7 @@ def main() -> int:
         "failover": {
             "method": "restore: the announcing node's LAN NIC down, then SIGKILL of its kubelet and speaker; TCP "
                       "connect to VIP:80 every 10 ms (fresh socket, 0.3 s timeout); gap = fault -> first handshake "
-                      "of a probe sent after it; then link up, flushed routes back, kubelet restarted (containerd "
+                      "of a probe sent after it; then link up, routes back, kubelet restarted (containerd "
                       "and kube-proxy kept), speaker Ready and VIP steady before the next trial",
             "probe_interval_ms": 10, "target_p99_ms": 250, "membership_timeout_default_ms": 125},
     }

@@ -215,6 +215,11 @@ class Prober:
                     self.events.sent.append((int(parts[1]), int(parts[2])))
                 elif parts[:1] == ["R"] and len(parts) == 4:
                     self.events.replies.append((int(parts[1]), int(parts[2]), parts[3]))
+                else:
+                    self._other(parts)
+
+    def _other(self, parts: list[str]) -> None:
+        """A line that is neither S nor R (called with the lock held); subclasses count their own kinds."""
 
     def snapshot(self) -> Events:
         """A copy of everything seen so far."""
