@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import ssl
 import subprocess
 import time
@@ -335,11 +334,3 @@ def restart_kubelet(c: Cluster, i: int) -> int:
     _CHILDREN.append(p)
     (c.node_dir(i) / "kubelet.pid").write_text(str(p.pid))
     return p.pid
-
-
-def signal_node(c: Cluster, i: int, sig: signal.Signals) -> None:
-    """Send sig to node i's kubelet (used by the node-failure tests)."""
-    pid = _pid_of(c.node_dir(i) / "kubelet.pid")
-    if pid is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
