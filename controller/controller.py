@@ -7,8 +7,10 @@ Invariants:
 - The watch echo of our own write is not decided again: while a write is in flight the events
   for its key are collected, and only one with a resourceVersion we did not write, or whose
   spec/labels/annotations/ingress differ from what the write should have produced, re-queues it.
-- An invalid config change keeps the last good config; while only a partial config exists
-  (invalid objects at start), addresses outside every pool are kept, not replaced.
+- Config goes through the shared LastGood policy (lbspeaker.core.lastgood): an invalid edit keeps
+  that object's last valid version in force; while an object with no valid version exists
+  (invalid at start), addresses outside every pool are kept, not replaced. The outcome is
+  published as the ``controller`` ConfigurationState, Events and config gauges.
 """
 
 from __future__ import annotations
@@ -23,11 +25,15 @@ from controller.reconciler import Decision, decide, is_ours
 from controller.workqueue import WorkQueue
 from controller.writer import WriteJob, Writer
 from lbspeaker.core.allocator import Allocator, PoolUsage
-from lbspeaker.core.config import Config, ParseResult, parse_config
-from lbspeaker.core.errors import ApiError, ConfigError, ConflictError, NotFoundError
+from lbspeaker.core.config import L2_KIND, POOL_KIND, Config
+from lbspeaker.core.configstate import STALE_NOTE
+from lbspeaker.core.errors import ApiError, ConflictError, NotFoundError
+from lbspeaker.core.lastgood import LastGood, Outcome
+from lbspeaker.core.loader import RawConfig
 from lbspeaker.core.service import ServiceRef, parse_service
 from lbspeaker.k8s.client import IPADDRESSPOOLS, L2ADVERTISEMENTS, NAMESPACES, SERVICES, Kube, Resource
 from lbspeaker.k8s.informer import Informer, object_key
+from lbspeaker.runtime.configstate import ConfigReporter
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +107,11 @@ class Controller:
         self.ready = threading.Event()
         self.settled = threading.Event()
         self.config_ok = False
-        self._have_good = False
+        """True when every live config object has a version in force (else foreign IPs are kept)."""
+        self.last_good = LastGood()
+        self.config_outcome: Outcome | None = None
+        self.reporter = ConfigReporter(kube, namespace=namespace, component="controller")
+        self._seeded = False
         self._started = False
         self._failures: dict[str, int] = {}
         self._last_failure: dict[str, str] = {}
@@ -199,6 +209,7 @@ class Controller:
 
     def run(self, stop: threading.Event) -> None:
         """Sync, rebuild, then reconcile until stop is set."""
+        self.reporter.start()
         try:
             if not self.start_informers(stop):
                 return
@@ -218,13 +229,14 @@ class Controller:
                 if key is None or time.monotonic() - self._stats_at > 5 * self.status_interval:
                     self._write_pool_status()
         finally:
+            self.reporter.stop()
             self.writer.close()
             for inf in self._informers:
                 inf.stop()
 
     # -- config ---------------------------------------------------------------------------
 
-    def _parse(self) -> ParseResult:
+    def _raw(self) -> RawConfig:
         pools = self.pools.items()
         # Namespace labels matter only to namespaceSelectors; leaving them out otherwise keeps
         # namespace churn from re-queueing every Service.
@@ -233,53 +245,59 @@ class Controller:
             for p in pools
             if isinstance(p.get("spec"), dict)
         )
-        return parse_config(
-            pools=pools,
-            l2_advertisements=self.l2ads.items(),
+        return RawConfig.of(
+            {POOL_KIND: pools, L2_KIND: self.l2ads.items()},
             namespaces=self.namespaces.items() if uses_ns else (),
         )
 
-    def _report_config_errors(self, errors: tuple[ConfigError, ...]) -> None:
+    def _report_config_errors(self, outcome: Outcome) -> None:
         seen = set()
-        for err in errors:
-            text = str(err)
+        for r in outcome.rejections:
+            err = r.error
+            text = f"{err}; {STALE_NOTE}" if r.in_force else f"{err}; object left out"
             seen.add(text)
             if text in self._config_errors:
                 continue
-            log.warning("config_invalid kind=%s name=%s field=%s cause=%s", err.kind, err.name, err.field, err.cause)
-            res = IPADDRESSPOOLS if err.kind == "IPAddressPool" else L2ADVERTISEMENTS
+            log.warning(
+                "config_invalid kind=%s name=%s field=%s cause=%s in_force=%s",
+                err.kind, err.name, err.field, err.cause, "last_good" if r.in_force else "none",
+            )
+            res = IPADDRESSPOOLS if err.kind == POOL_KIND else L2ADVERTISEMENTS
             ref = {
                 "kind": err.kind,
                 "apiVersion": res.api_version,
-                "metadata": {"name": err.name, "namespace": self.namespace},
+                "metadata": {"name": r.key[1], "namespace": self.namespace},
             }
-            obj = (self.pools if res is IPADDRESSPOOLS else self.l2ads).get(f"{self.namespace}/{err.name}")
+            obj = (self.pools if res is IPADDRESSPOOLS else self.l2ads).get(f"{self.namespace}/{r.key[1]}")
             if obj is not None:
                 ref["metadata"] = dict(obj.get("metadata") or {}, namespace=self.namespace)
             self.kube.event(ref, reason="InvalidConfig", message=text, type="Warning", component=COMPONENT)
         self._config_errors = seen
 
     def _load_config(self) -> bool:
-        """Parse the config; returns True when the allocator's config changed."""
-        result = self._parse()
-        self._report_config_errors(result.errors)
-        for w in result.warnings:
+        """Load the config through the shared last-good policy; True when the allocator's config changed."""
+        raw = self._raw()
+        if not self._seeded:
+            self._seeded = True
+            self.last_good.seed(self.reporter.seed(raw))
+        outcome = self.last_good.update(raw)
+        self.config_outcome = outcome
+        self._report_config_errors(outcome)
+        self.reporter.report("config", outcome, self.last_good.good)
+        for w in outcome.loaded.warnings:
             log.info("config_warning kind=%s name=%s field=%s cause=%s", w.kind, w.name, w.field, w.cause)
-        if not result.ok and self._have_good:
-            log.warning("config_rejected errors=%d action=keep_last_good", len(result.errors))
-            return False
-        new: Config = result.config
-        changed = new != self.allocator.config or self.config_ok != result.ok
-        self.config_ok = result.ok
-        self._have_good = self._have_good or result.ok
+        new: Config = outcome.loaded.config.l2
+        changed = new != self.allocator.config or self.config_ok != outcome.complete
+        self.config_ok = outcome.complete
         if changed:
             self.allocator.set_config(new)
             self._stats_dirty = True
             log.info(
-                "config_loaded pools=%d l2advertisements=%d ok=%s",
+                "config_loaded pools=%d l2advertisements=%d complete=%s stale=%s",
                 len(new.pools),
                 len(new.l2_advertisements),
-                result.ok,
+                outcome.complete,
+                outcome.stale,
             )
         return changed
 

@@ -45,7 +45,8 @@ class AllocatorCollector(Collector):
 
 
 def registry_for(ctrl: Controller) -> CollectorRegistry:
-    """A registry holding the allocator gauges (plus nothing process-global)."""
+    """A registry holding the allocator and config gauges (plus nothing process-global)."""
     reg = CollectorRegistry()
     reg.register(AllocatorCollector(ctrl))
+    reg.register(ctrl.reporter)
     return reg

@@ -72,6 +72,7 @@ CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "Cust
 IPADDRESSPOOLS = Resource("lbspeaker.io", "v1beta1", "ipaddresspools", "IPAddressPool")
 L2ADVERTISEMENTS = Resource("lbspeaker.io", "v1beta1", "l2advertisements", "L2Advertisement")
 SERVICE_L2_STATUSES = Resource("lbspeaker.io", "v1beta1", "servicel2statuses", "ServiceL2Status")
+CONFIGURATION_STATES = Resource("lbspeaker.io", "v1beta1", "configurationstates", "ConfigurationState")
 BGPPEERS = Resource("lbspeaker.io", "v1beta1", "bgppeers", "BGPPeer")
 BGPADVERTISEMENTS = Resource("lbspeaker.io", "v1beta1", "bgpadvertisements", "BGPAdvertisement")
 BFDPROFILES = Resource("lbspeaker.io", "v1beta1", "bfdprofiles", "BFDProfile")

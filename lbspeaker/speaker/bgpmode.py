@@ -5,7 +5,8 @@ asyncio). On every change the worker parses the config, computes this node's ses
 with the pure functions of ``lbspeaker.core.bgp.routes`` and hands them to ``BgpManager.apply``.
 Invariants:
 - inert until a BGPPeer selects this node: no exabgp process, no BFD socket;
-- an invalid object never removes what its last valid version configured (last good per object);
+- config goes through the shared LastGood policy (lbspeaker.core.lastgood): an invalid edit of any
+  object (pools included) never removes what its last valid version configured;
 - a peer that cannot connect, a refused command or an unreachable API is reported (log, status,
   metrics), never raised out of the worker;
 - the API being unreachable never clears state: informers keep their last snapshot.
@@ -14,7 +15,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import shutil
 import threading
@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lbspeaker.core.bgp.config import BGPConfig, BGPParseResult, SecretRef, parse_bgp
 from lbspeaker.core.bgp.routes import Route, Session, SkippedPeer, desired_routes, sessions_for_node
-from lbspeaker.core.config import Config, parse_config
+from lbspeaker.core.config import POOL_KIND
 from lbspeaker.core.errors import ApiError, LbError
+from lbspeaker.core.lastgood import LastGood
+from lbspeaker.core.loader import Loaded, RawConfig
 from lbspeaker.core.node import endpoints_from_slices, parse_node
 from lbspeaker.core.service import parse_service
 from lbspeaker.k8s.client import (
@@ -42,7 +43,8 @@ from lbspeaker.k8s.client import (
     SERVICES,
     Kube,
 )
-from lbspeaker.k8s.informer import Informer, object_key
+from lbspeaker.k8s.informer import Informer
+from lbspeaker.runtime.configstate import ConfigReporter
 from lbspeaker.speaker.bgp.exabgp_driver import DEFAULT_EXABGP, ExabgpDriver
 from lbspeaker.speaker.bgp.manager import BgpManager
 from lbspeaker.speaker.bgpstatus import BgpCollector, PeerStatusWriter, PeerView, fsm_state, stamp
@@ -115,6 +117,7 @@ class BgpMode:
         exabgp: Path = DEFAULT_EXABGP,
         command_prefix: Sequence[str] = DEFAULT_PREFIX,
         status_interval: float = 1.0,
+        reporter: ConfigReporter | None = None,
     ) -> None:
         self.kube = kube
         self.node = node
@@ -137,7 +140,11 @@ class BgpMode:
         self._wake: asyncio.Event | None = None
         self._stop = threading.Event()
         self._graceful = False
-        self._good: dict[tuple[str, str], JSON] = {}
+        self.last_good = LastGood()
+        self.reporter = reporter
+        self._seeded = False
+        self._foreign: dict[tuple[str, str], JSON] = {}
+        """Secrets of other namespaces that peers reference (read on demand, not watched)."""
         self._errors: tuple[str, ...] = ()
         self._desired: Desired | None = None
         self._views: dict[str, PeerView] = {}
@@ -196,72 +203,57 @@ class BgpMode:
     def _items(self, name: str) -> list[JSON]:
         return self.informers[name].items()
 
-    def _parse(self, config: Config) -> BGPParseResult:
-        raw = {name: self._items(name) for name in _KINDS}
-        first = self._parse_raw(raw, config)
-        bad = {(e.kind, e.name) for e in first.errors}
-        for name, kind in _KINDS.items():
-            for o in raw[name]:
-                if (kind, object_key(o)) not in bad:
-                    self._good[(kind, object_key(o))] = o
-        if not bad & set(self._good):
-            return first
-        # substitute the last valid version of each broken object; report the errors of the real ones
-        for name, kind in _KINDS.items():
-            raw[name] = [
-                self._good.get((kind, object_key(o)), o) if (kind, object_key(o)) in bad else o for o in raw[name]
-            ]
-        return BGPParseResult(self._parse_raw(raw, config).config, first.errors)
+    def _raw(self) -> RawConfig:
+        by_kind: dict[str, list[JSON]] = {kind: self._items(name) for name, kind in _KINDS.items()}
+        by_kind[POOL_KIND] = self._items("pools")
+        secrets = [*self._items("secrets"), *self._foreign.values()]
+        return RawConfig.of(by_kind, secrets=secrets)
 
-    @staticmethod
-    def _parse_raw(raw: Mapping[str, list[JSON]], config: Config) -> BGPParseResult:
-        return parse_bgp(
-            peers=raw["peers"],
-            advertisements=raw["advertisements"],
-            bfd_profiles=raw["bfdprofiles"],
-            communities=raw["communities"],
-            pools=config.pools,
-        )
-
-    def _passwords(self, bgp: BGPConfig) -> dict[SecretRef, str]:
-        out: dict[SecretRef, str] = {}
-        for peer in bgp.peers.values():
+    def _fetch_foreign(self, loaded: Loaded) -> bool:
+        """Read Secrets of other namespaces that peers reference; True when one was added."""
+        added = False
+        for peer in loaded.config.bgp.peers.values():
             ref = peer.password_secret
-            if ref is None:
+            if ref is None or ref.namespace == self.namespace or ref in loaded.config.passwords:
                 continue
-            obj = self.informers["secrets"].get(f"{ref.namespace}/{ref.name}")
-            if obj is None and ref.namespace != self.namespace:
-                try:
-                    obj = self.kube.get(SECRETS, ref.name, ref.namespace)
-                except ApiError as err:
-                    log.warning("bgp.secret_unreadable secret=%s/%s err=%s", ref.namespace, ref.name, err)
-            data = (obj or {}).get("data") or {}
-            if data.get("password"):
-                try:
-                    out[ref] = base64.b64decode(data["password"]).decode()
-                except (ValueError, UnicodeDecodeError):
-                    log.warning("bgp.secret_invalid secret=%s/%s key=password", ref.namespace, ref.name)
-            elif ((obj or {}).get("stringData") or {}).get("password"):
-                out[ref] = str(obj["stringData"]["password"])  # type: ignore[index]
-        return out
+            if (ref.namespace, ref.name) in self._foreign:
+                continue
+            try:
+                self._foreign[(ref.namespace, ref.name)] = self.kube.get(SECRETS, ref.name, ref.namespace)
+                added = True
+            except ApiError as err:
+                log.warning("bgp.secret_unreadable secret=%s/%s err=%s", ref.namespace, ref.name, err)
+        return added
+
+    def load(self) -> Loaded:
+        """The config in force through the shared last-good policy (pools and BGP kinds)."""
+        raw = self._raw()
+        if not self._seeded and self.reporter is not None:
+            self._seeded = True
+            self.last_good.seed(self.reporter.seed(raw))
+        outcome = self.last_good.update(raw)
+        if self._fetch_foreign(outcome.loaded):
+            outcome = self.last_good.update(self._raw())
+        errs = tuple(str(r.error) for r in outcome.rejections)
+        if errs != self._errors:
+            for r in outcome.rejections:
+                log.warning("bgp.config_invalid err=%s in_force=%s", r.error, "last_good" if r.in_force else "none")
+            self._errors = errs
+        if self.reporter is not None:
+            self.reporter.report("bgp", outcome, self.last_good.good)
+        return outcome.loaded
 
     def compute(self) -> Desired:
         """This node's sessions and routes from the informers' current state (pure apart from reading)."""
-        pools = parse_config(pools=self._items("pools"), l2_advertisements=[])
-        res = self._parse(pools.config)
-        errs = tuple(str(e) for e in (*pools.errors, *res.errors))
-        if errs != self._errors:
-            for e in errs:
-                log.warning("bgp.config_invalid err=%s", e)
-            self._errors = errs
+        cfg = self.load().config
         node_obj = self.informers["nodes"].get(self.node)
         if node_obj is None:
             return Desired((), {}, ())
         node = parse_node(node_obj)
-        sessions, skipped = sessions_for_node(res.config, node, passwords=self._passwords(res.config))
+        sessions, skipped = sessions_for_node(cfg.bgp, node, passwords=cfg.passwords)
         routes = desired_routes(
-            pools.config,
-            res.config,
+            cfg.l2,
+            cfg.bgp,
             node=node,
             services=[parse_service(o) for o in self._items("services")],
             endpoints=endpoints_from_slices(self._items("slices")),

@@ -42,9 +42,11 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry
 
 from lbspeaker.core.announce import L2Assignment, l2_assignments, owned_by
-from lbspeaker.core.config import Config, parse_config
+from lbspeaker.core.config import L2_KIND, POOL_KIND, Config
 from lbspeaker.core.errors import ApiError, NetworkError
 from lbspeaker.core.ifselect import LinkInfo, advertised_interfaces, select_interfaces
+from lbspeaker.core.lastgood import LastGood
+from lbspeaker.core.loader import RawConfig
 from lbspeaker.core.node import NodeInfo, endpoints_from_slices, parse_node
 from lbspeaker.core.service import IPAddress, parse_service
 from lbspeaker.k8s.client import (
@@ -58,6 +60,7 @@ from lbspeaker.k8s.client import (
     Kube,
 )
 from lbspeaker.k8s.informer import Informer
+from lbspeaker.runtime.configstate import ConfigReporter
 from lbspeaker.runtime.endpoint import Endpoint
 from lbspeaker.speaker.l2status import L2Record, StatusPublisher, now
 from lbspeaker.speaker.links import LinkReader
@@ -109,6 +112,9 @@ class Speaker:
         self._config = Config()
         self._owned: frozenset[IPAddress] = frozenset()
         self._config_errors: tuple[str, ...] = ()
+        self.last_good = LastGood()
+        self.reporter = ConfigReporter(kube, namespace=settings.namespace, component="speaker", node=settings.node)
+        self._seeded = False
         self._peers: dict[str, IPAddress] = {}
         ns = settings.namespace
         self.services = Informer(kube, SERVICES, on_event=self._changed)
@@ -201,6 +207,7 @@ class Speaker:
         self.membership.start()
         self._last_good_alive = self.membership.alive()
         self.publisher.start()
+        self.reporter.start()
         if self.s.metrics_port:
             self.endpoint = Endpoint("0.0.0.0", self.s.metrics_port, ready=self._ready,
                                      registry=CollectorRegistry())
@@ -208,6 +215,7 @@ class Speaker:
             self.endpoint.registry.register(SpeakerCollector(
                 node=self.s.node, responder_stats=lambda: {n: r.stats for n, r in self.responders.items()},
                 membership_stats=m.stats, alive=lambda: len(m.alive())))
+            self.endpoint.registry.register(self.reporter)
             self.endpoint.start()
         self._dirty.set()
         self._worker.start()
@@ -228,6 +236,7 @@ class Speaker:
         if self._links is not None:
             self._links.close()
         self.publisher.stop()
+        self.reporter.stop()
         if self.endpoint is not None:
             self.endpoint.stop()
 
@@ -242,13 +251,18 @@ class Speaker:
         return peers
 
     def _current_config(self) -> Config:
-        res = parse_config(pools=self.pools.items(), l2_advertisements=self.l2advs.items())
-        errs = tuple(str(e) for e in res.errors)
+        raw = RawConfig.of({POOL_KIND: self.pools.items(), L2_KIND: self.l2advs.items()})
+        if not self._seeded:
+            self._seeded = True
+            self.last_good.seed(self.reporter.seed(raw))
+        outcome = self.last_good.update(raw)
+        errs = tuple(str(r.error) for r in outcome.rejections)
         if errs != self._config_errors:
-            for e in errs:
-                log.warning("config_invalid err=%s", e)
+            for r in outcome.rejections:
+                log.warning("config_invalid err=%s in_force=%s", r.error, "last_good" if r.in_force else "none")
             self._config_errors = errs
-        self._config = res.config
+        self.reporter.report("l2", outcome, self.last_good.good)
+        self._config = outcome.loaded.config.l2
         return self._config
 
     def reconcile(self) -> frozenset[IPAddress]:

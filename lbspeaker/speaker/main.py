@@ -70,7 +70,7 @@ def main(node: str, interfaces: tuple[str, ...], kubeconfig: str | None, namespa
         speaker = Speaker(kube, settings)
         speaker.start()
         if bgp:
-            bgp_mode = BgpMode(kube, node=node, namespace=namespace,
+            bgp_mode = BgpMode(kube, node=node, namespace=namespace, reporter=speaker.reporter,
                                workdir=bgp_workdir or Path("/run/lbspeaker") / node / "bgp")
             bgp_mode.start()
             if speaker.endpoint is not None:  # BGP metrics on the speaker's /metrics

@@ -247,7 +247,8 @@ def test_invalid_pool_edit_keeps_last_good_config(kube: FakeKube) -> None:
             "lbspeaker-system/lab",
             "Warning",
             "InvalidConfig",
-            "parsing IPAddressPool 'lab': spec.addresses[0]: '192.0.2.210-192.0.2.201': start after end",
+            "parsing IPAddressPool 'lab': spec.addresses[0]: '192.0.2.210-192.0.2.201': start after end; "
+            "invalid edit ignored; last good config in force",
         ) in kube.events
         kube.create(SERVICES, service("b"), "default")
         wait_for(lambda: bool(kube.ingress("b")), "IP for b from the last good config")
