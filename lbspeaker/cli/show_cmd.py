@@ -43,10 +43,10 @@ def pools() -> None:
 def pools_list(kubeconfig: str | None, output: str) -> None:
     """Pools with their addresses and IPv4/IPv6 usage."""
     kube = connect(kubeconfig)
-    res, raw = load_config(kube)
+    res = load_config(kube)
     svcs = [parse_service(o) for o in kube.list(SERVICES)[0]]
     addrs = {str((p.get("metadata") or {}).get("name")): [str(a) for a in (p.get("spec") or {}).get("addresses") or []]
-             for p in raw}
+             for p in res.pools_raw}
     rows = pool_rows(res.config, svcs, addrs)
     data = [{"name": r.name, "addresses": list(r.addresses), "autoAssign": r.auto_assign, "priority": r.priority,
              "services": r.services,
@@ -56,7 +56,9 @@ def pools_list(kubeconfig: str | None, output: str) -> None:
     table_rows = [[r.name, ",".join(r.addresses), _usage(r.v4), _usage(r.v6), str(r.auto_assign).lower(),
                    "-" if r.priority is None else str(r.priority), str(r.services)] for r in rows]
     click.echo(render(data, output, headers, table_rows))
-    for err in res.errors:
+    for err in res.ignored:
+        click.echo(f"warning: invalid edit ignored; last good config in force: {err}", err=True)
+    for err in res.left_out:
         click.echo(f"warning: {err}", err=True)
 
 
@@ -71,7 +73,7 @@ def services() -> None:
 def services_list(kubeconfig: str | None, output: str) -> None:
     """LoadBalancer Services: IPs, pool, sharing key, announcing node."""
     kube = connect(kubeconfig)
-    res, _ = load_config(kube)
+    res = load_config(kube)
     svcs = [parse_service(o) for o in kube.list(SERVICES)[0]]
     rows = service_rows(res.config, svcs, _l2_statuses(kube))
     data = [{"service": r.key, "ips": list(r.ips), "pool": r.pool, "sharingKey": r.sharing_key,
@@ -112,11 +114,12 @@ def explain_cmd(service: str, kubeconfig: str | None) -> None:
         raw = kube.get(SERVICES, name, ns)
     except NotFoundError as err:
         raise click.ClickException(f"service '{ns}/{name}' not found") from err
-    res, _ = load_config(kube)
+    res = load_config(kube)
     svcs = [parse_service(o) for o in kube.list(SERVICES)[0]]
     nodes = {n.name: n for n in (parse_node(o) for o in kube.list(NODES)[0])}
     endpoints = endpoints_from_slices(kube.list(kube.served(ENDPOINTSLICES))[0])
-    findings = explain(parse_service(raw), services=svcs, config=res.config, config_errors=res.errors,
+    findings = explain(parse_service(raw), services=svcs, config=res.config, config_errors=res.left_out,
+                       ignored_edits=res.ignored,
                        nodes=nodes, endpoints=endpoints, l2_status=_l2_statuses(kube).get(f"{ns}/{name}"),
                        warnings=_warnings(kube, raw))
     marks = {"ok": "✔", "problem": "✘", "info": "·"}

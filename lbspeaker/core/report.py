@@ -111,8 +111,12 @@ class Finding:
 def explain(target: ServiceRef, *, services: Sequence[ServiceRef], config: Config,
             config_errors: Sequence[ConfigError], nodes: Mapping[str, NodeInfo],
             endpoints: Mapping[str, ServiceEndpoints], l2_status: Mapping[str, object] | None,
-            warnings: Sequence[str], load_balancer_class: str | None = None) -> list[Finding]:
-    """Why target has (or has no) external IP and who announces it, step by step."""
+            warnings: Sequence[str], load_balancer_class: str | None = None,
+            ignored_edits: Sequence[ConfigError] = ()) -> list[Finding]:
+    """Why target has (or has no) external IP and who announces it, step by step.
+
+    config_errors: objects left out (no valid version); ignored_edits: invalid edits whose
+    object's last good version is in force (config holds that version)."""
     out: list[Finding] = []
     if not target.is_load_balancer:
         return [Finding("problem", f"service '{target.key}' is type {target.type}: only type LoadBalancer "
@@ -121,7 +125,8 @@ def explain(target: ServiceRef, *, services: Sequence[ServiceRef], config: Confi
         handled = repr(load_balancer_class) if load_balancer_class else "only services without one"
         return [Finding("problem", f"service '{target.key}' has loadBalancerClass "
                                    f"'{target.load_balancer_class}': lbspeaker handles {handled}")]
-    out.extend(Finding("problem", f"invalid config ignored: {e}") for e in config_errors)
+    out.extend(Finding("problem", f"invalid edit ignored; last good config in force: {e}") for e in ignored_edits)
+    out.extend(Finding("problem", f"invalid config ignored (object left out): {e}") for e in config_errors)
     if not config.pools:
         out.append(Finding("problem", "no valid IPAddressPool exists: create one (see config/samples/lab.yaml)"))
         return out

@@ -19,6 +19,9 @@ from lbspeaker.lab import bgp, bootstrap, procs
 from lbspeaker.lab.netns import add_namespace, delete_namespaces, ip, list_namespaces, run, sysctl, veth
 from lbspeaker.lab.topology import API_PORT, BGP_POOL_V4, NAT_GATEWAY, NAT_IF, ROUTER_ASN, Topology, kubeconfig_text
 
+CONTROLLER_METRICS = 7472
+"""The lab controller's /metrics port, in the API namespace (as the speakers' in the nodes')."""
+
 Say = Callable[[str], None]
 
 
@@ -122,7 +125,10 @@ def start_daemons(topo: Topology) -> None:
     """Controller in the API namespace; kube-proxy stand-in and speaker on every node."""
     d, kc = topo.state_dir, str(topo.lan_kubeconfig)
     started = {
-        "controller": procs.spawn(d, "controller", topo.api.ns, ["controller.main", "--kubeconfig", kc])
+        "controller": procs.spawn(
+            d, "controller", topo.api.ns,
+            ["controller.main", "--kubeconfig", kc, "--metrics-port", str(CONTROLLER_METRICS)],
+        )
     }
     for m in topo.node_members:
         started[f"kube-proxy-{m.name}"] = procs.spawn(

@@ -102,3 +102,15 @@ def test_explain_elected_node() -> None:
 def test_explain_wrong_type() -> None:
     first = _explain(svc("s", type="NodePort"), [], [], [])[0]
     assert first.startswith("problem: service 'default/s' is type NodePort")
+
+
+def test_explain_names_an_ignored_edit_and_the_last_good_config() -> None:
+    from lbspeaker.core.errors import ConfigError
+
+    res = parse_config(pools=[pool("p", "192.0.2.10/31")], l2_advertisements=[l2("l", "p")])
+    err = ConfigError("IPAddressPool", "p", "spec.addresses[1]", "'192.0.2.40-192.0.2.10': start after end")
+    found = explain(svc("a", "192.0.2.10"), services=[svc("a", "192.0.2.10")], config=res.config, config_errors=[],
+                    ignored_edits=[err], nodes=NODES, endpoints={}, l2_status=None, warnings=[])
+    lines = [f"{f.level}: {f.text}" for f in found]
+    assert lines[0] == f"problem: invalid edit ignored; last good config in force: {err}", lines
+    assert any("holds 192.0.2.10 from pool 'p'" in line for line in lines), lines
