@@ -31,7 +31,18 @@ from lbspeaker.core.errors import ApiError, ConflictError, NotFoundError
 from lbspeaker.core.lastgood import LastGood, Outcome
 from lbspeaker.core.loader import RawConfig
 from lbspeaker.core.service import ServiceRef, parse_service
-from lbspeaker.k8s.client import IPADDRESSPOOLS, L2ADVERTISEMENTS, NAMESPACES, SERVICES, Kube, Resource
+from lbspeaker.k8s.client import (
+    BFDPROFILES,
+    BGPADVERTISEMENTS,
+    BGPPEERS,
+    COMMUNITIES,
+    IPADDRESSPOOLS,
+    L2ADVERTISEMENTS,
+    NAMESPACES,
+    SERVICES,
+    Kube,
+    Resource,
+)
 from lbspeaker.k8s.informer import Informer, object_key
 from lbspeaker.runtime.configstate import ConfigReporter
 
@@ -95,6 +106,7 @@ class Controller:
         lb_class: str | None = None,
         status_interval: float = 1.0,
         writers: int = 5,
+        bgp_caches: bool = False,
     ) -> None:
         # 4 watches + `writers` + 1 event sender + the worker fit the client's pool of 10 connections;
         # beyond it urllib3 discards connections and every extra request opens a new one.
@@ -135,7 +147,11 @@ class Controller:
         self.pools = Informer(kube, IPADDRESSPOOLS, namespace, on_event=self._on_config)
         self.l2ads = Informer(kube, L2ADVERTISEMENTS, namespace, on_event=self._on_config)
         self.namespaces = Informer(kube, NAMESPACES, on_event=self._on_config)
-        self._informers = (self.services, self.pools, self.l2ads, self.namespaces)
+        # BGP kinds (bgp_caches): only the admission webhook reads them, so that a BGPAdvertisement
+        # naming a BGPPeer or Community is judged against the live ones
+        self.bgp = {res.kind: Informer(kube, res, namespace) for res in BGP_RESOURCES if bgp_caches}
+        self._informers = (self.services, self.pools, self.l2ads, self.namespaces, *self.bgp.values())
+        self._informers_started = False
         self.writer = Writer(kube, on_done=self._write_done, requeue=self.queue.add, workers=writers)
 
     # -- informer callbacks (informer threads) --------------------------------------------
@@ -175,9 +191,11 @@ class Controller:
     # -- start-up -------------------------------------------------------------------------
 
     def start_informers(self, stop: threading.Event) -> bool:
-        """Start the informers and wait until all synced (False if stopped first)."""
-        for inf in self._informers:
-            inf.start()
+        """Start the informers (unless started already) and wait until all synced (False if stopped first)."""
+        if not self._informers_started:
+            self._informers_started = True
+            for inf in self._informers:
+                inf.start()
         for inf in self._informers:
             while not inf.wait_synced(timeout=1.0):
                 if stop.is_set():
@@ -233,6 +251,14 @@ class Controller:
             self.writer.close()
             for inf in self._informers:
                 inf.stop()
+
+    def raw_config(self) -> RawConfig | None:
+        """The live config objects of the caches, for the admission webhook (None until synced)."""
+        if not all(inf.synced for inf in (self.pools, self.l2ads, self.namespaces, *self.bgp.values())):
+            return None
+        objs = {"IPAddressPool": self.pools.items(), "L2Advertisement": self.l2ads.items()}
+        objs.update({kind: inf.items() for kind, inf in self.bgp.items()})
+        return RawConfig.of(objs, namespaces=self.namespaces.items())
 
     # -- config ---------------------------------------------------------------------------
 
@@ -447,6 +473,9 @@ def status_counts(fams: dict[int, PoolUsage]) -> dict[str, int]:
     }
 
 
+BGP_RESOURCES = (BGPPEERS, BGPADVERTISEMENTS, BFDPROFILES, COMMUNITIES)
+
+
 def resources() -> tuple[Resource, ...]:
     """The API resources the controller reads or writes (for RBAC and tests)."""
-    return (SERVICES, IPADDRESSPOOLS, L2ADVERTISEMENTS, NAMESPACES)
+    return (SERVICES, IPADDRESSPOOLS, L2ADVERTISEMENTS, NAMESPACES, *BGP_RESOURCES)

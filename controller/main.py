@@ -18,8 +18,11 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from controller.certrotation import CONFIGURATION, SECRET, SERVICE, CertRotator, CertSettings
+from controller.certs import dns_names
 from controller.controller import Controller
 from controller.metrics import registry_for
+from controller.webhook import WebhookServer, parse_listen
 from lbspeaker.core.errors import ApiError
 from lbspeaker.k8s.client import Kube
 from lbspeaker.runtime.endpoint import Endpoint
@@ -45,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lease-duration", type=float, default=15.0, help="seconds a silent leader keeps the Lease")
     p.add_argument("--metrics-host", default="0.0.0.0")
     p.add_argument("--metrics-port", type=int, default=0, help="serve /metrics, /healthz, /readyz (0: off)")
+    p.add_argument("--webhook-listen", default="", metavar="HOST:PORT",
+                   help="serve the validating admission webhook over HTTPS here (default: off)")
+    p.add_argument("--webhook-secret", default=SECRET, help="Secret (in --namespace) holding the webhook certificate")
+    p.add_argument("--webhook-configuration", default=CONFIGURATION,
+                   help="ValidatingWebhookConfiguration whose caBundle the controller keeps current ('' : none)")
+    p.add_argument("--webhook-dns-names", default="", metavar="NAME,...",
+                   help=f"names of the serving certificate (default: {SERVICE}.<namespace>.svc[.cluster.local])")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
@@ -68,6 +78,16 @@ def _elect(kube: Kube, args: argparse.Namespace, stop: threading.Event, lost: th
     return LeaderElector(kube, settings, on_start=lambda: None, on_stop=on_stop)
 
 
+def _webhook(kube: Kube, ctrl: Controller, args: argparse.Namespace) -> tuple[WebhookServer, CertRotator]:
+    host, port = parse_listen(args.webhook_listen)
+    names = tuple(n.strip() for n in args.webhook_dns_names.split(",") if n.strip())
+    server = WebhookServer(host, port, config=ctrl.raw_config, namespace=args.namespace)
+    settings = CertSettings(namespace=args.namespace, secret=args.webhook_secret,
+                            configuration=args.webhook_configuration,
+                            names=names or dns_names(SERVICE, args.namespace))
+    return server, CertRotator(kube, settings, on_cert=server.load)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run until SIGTERM/SIGINT (or a lost Lease); returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -87,11 +107,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    ctrl = Controller(kube, namespace=args.namespace, lb_class=args.load_balancer_class)
+    ctrl = Controller(kube, namespace=args.namespace, lb_class=args.load_balancer_class,
+                      bgp_caches=bool(args.webhook_listen))
     endpoint = None
     elector = _elect(kube, args, stop, lost) if args.leader_elect else None
+    try:
+        webhook = _webhook(kube, ctrl, args) if args.webhook_listen else None
+    except (ValueError, OSError) as err:
+        log.error("startup_failed err=webhook: %s", err)
+        kube.close()
+        return 1
 
     def ready() -> bool:
+        # every replica serves the webhook (the Service picks any ready pod): not ready without
+        # a certificate and synced config caches
+        if webhook is not None and not (webhook[0].ready and ctrl.raw_config() is not None):
+            return False
         # a standby replica waiting for the Lease is ready too: otherwise a 2-replica Deployment
         # never becomes fully available and `kubectl rollout status` waits forever
         return ctrl.ready.is_set() or (elector is not None and not elector.leading and not stop.is_set())
@@ -107,6 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         bool(elector),
     )
     try:
+        if webhook is not None:
+            webhook[0].start()
+            webhook[1].start()
+            # standbys judge reviews too: their caches run before (and regardless of) the Lease
+            ctrl.start_informers(stop)
         if elector is not None:
             elector.start()
             while not elector.leading and not stop.wait(0.1):
@@ -116,6 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if elector is not None:
             elector.stop()
+        if webhook is not None:
+            webhook[1].stop()
+            webhook[0].stop()
         if endpoint is not None:
             endpoint.stop()
         kube.close()

@@ -77,6 +77,9 @@ BGPPEERS = Resource("lbspeaker.io", "v1beta1", "bgppeers", "BGPPeer")
 BGPADVERTISEMENTS = Resource("lbspeaker.io", "v1beta1", "bgpadvertisements", "BGPAdvertisement")
 BFDPROFILES = Resource("lbspeaker.io", "v1beta1", "bfdprofiles", "BFDProfile")
 COMMUNITIES = Resource("lbspeaker.io", "v1beta1", "communities", "Community")
+VALIDATING_WEBHOOK_CONFIGURATIONS = Resource(
+    "admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", "ValidatingWebhookConfiguration", False
+)
 
 # Versions to fall back to, newest first, when a server does not serve a resource's version:
 # Kubernetes 1.20 serves EndpointSlices only as discovery.k8s.io/v1beta1 (v1 came in 1.21).

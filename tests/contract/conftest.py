@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +26,8 @@ from tests.contract import servers
 from tests.contract.helpers import Raw, uniq, wait_for
 from tests.contract.servers import CORE, CRD, Server
 
+KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+Run = Callable[..., subprocess.CompletedProcess[str]]
 SERVER_NAMES = ["embedded", "kube-apiserver-1.20", "apiextensions-1.36", "kubeconfig"]
 # the external cluster is a parameter only when asked for (else ~150 skip lines of noise)
 _PARAMS = SERVER_NAMES if os.environ.get("LBS_CONTRACT_KUBECONFIG") == "1" else SERVER_NAMES[:3]
@@ -111,6 +116,25 @@ def ns(k8s: K8s) -> Iterator[str]:
     if k8s.api.has(CORE):
         with contextlib.suppress(client.ApiException):
             k8s.core.delete_namespace(name)
+
+
+@pytest.fixture
+def kubectl(core: K8s, tmp_path: Path) -> Iterator[Run]:
+    """Run kubectl against the server under test with a private discovery cache."""
+    if not os.access(KUBECTL, os.X_OK):
+        pytest.fail(f"kubectl not found at {KUBECTL}")
+    env = {**os.environ, "KUBECONFIG": str(core.api.kubeconfig), "HOME": str(tmp_path)}
+
+    def run(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        argv = [KUBECTL, f"--cache-dir={tmp_path / 'cache'}", "--request-timeout=20s", *args]
+        p = subprocess.run(argv, env=env, input=stdin, capture_output=True, text=True, timeout=60)
+        if check:
+            assert p.returncode == 0, f"{' '.join(args)}: rc={p.returncode}\n{p.stdout}\n{p.stderr}"
+        return p
+
+    run.env = env  # type: ignore[attr-defined]
+    run.cache = tmp_path / "cache"  # type: ignore[attr-defined]
+    yield run
 
 
 @pytest.fixture

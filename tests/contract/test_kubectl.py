@@ -4,43 +4,19 @@ Service, of our CRD and of a pool, get by plural and short name, a bounded `get 
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.contract.conftest import K8s
+from tests.contract.conftest import KUBECTL, K8s, Run
 from tests.contract.helpers import MERGE, wait_for
 
 pytestmark = pytest.mark.contract
 
-KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 ROOT = Path(__file__).resolve().parents[2]
 POOL_CRD = ROOT / "config" / "crd" / "lbspeaker.io_ipaddresspools.yaml"
-Run = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def kubectl(core: K8s, tmp_path: Path) -> Iterator[Run]:
-    """Run kubectl against the server under test with a private discovery cache."""
-    if not os.access(KUBECTL, os.X_OK):
-        pytest.fail(f"kubectl not found at {KUBECTL}")
-    env = {**os.environ, "KUBECONFIG": str(core.api.kubeconfig), "HOME": str(tmp_path)}
-
-    def run(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        argv = [KUBECTL, f"--cache-dir={tmp_path / 'cache'}", "--request-timeout=20s", *args]
-        p = subprocess.run(argv, env=env, input=stdin, capture_output=True, text=True, timeout=60)
-        if check:
-            assert p.returncode == 0, f"{' '.join(args)}: rc={p.returncode}\n{p.stdout}\n{p.stderr}"
-        return p
-
-    run.env = env  # type: ignore[attr-defined]
-    run.cache = tmp_path / "cache"  # type: ignore[attr-defined]
-    yield run
 
 
 SVC_YAML = """apiVersion: v1

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -63,3 +64,46 @@ def test_wheel_carries_the_files(tmp_path: Path) -> None:
             packed = {Path(n).name: z.read(n) for n in z.namelist() if n.startswith(f"lbspeaker/manifests/{folder}/")}
             assert packed == _config_files(folder), folder
         assert "lbspeaker/manifests/__init__.py" in z.namelist()
+
+
+def _docs(path: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((ROOT / "config" / path).read_text()) if d]
+
+
+def test_webhook_manifests_match_the_controller() -> None:
+    from controller.certrotation import CONFIGURATION, SERVICE
+    from controller.controller import resources
+    from controller.webhook import PATH
+
+    svc, vwc = _docs("webhook/webhook.yaml")
+    assert (svc["kind"], svc["metadata"]["name"]) == ("Service", SERVICE)
+    assert (vwc["kind"], vwc["metadata"]["name"]) == ("ValidatingWebhookConfiguration", CONFIGURATION)
+    (hook,) = vwc["webhooks"]
+    assert hook["admissionReviewVersions"] == ["v1"] and hook["sideEffects"] == "None"
+    assert hook["failurePolicy"] == "Ignore"  # docs/webhook.md says why
+    assert "caBundle" not in hook["clientConfig"]  # the controller owns it
+    ref = hook["clientConfig"]["service"]
+    assert (ref["name"], ref["namespace"], ref["path"]) == (SERVICE, "lbspeaker-system", PATH)
+    (rule,) = hook["rules"]
+    assert rule["operations"] == ["CREATE", "UPDATE"]
+    assert sorted(rule["resources"]) == sorted(r.plural for r in resources() if r.group == "lbspeaker.io")
+    assert rule["apiVersions"] == sorted({r.version for r in resources() if r.group == "lbspeaker.io"})
+    # the Service reaches the controller pods' webhook port, which the controller listens on
+    (deploy,) = _docs("controller/controller.yaml")
+    (ctr,) = deploy["spec"]["template"]["spec"]["containers"]
+    assert svc["spec"]["selector"] == deploy["spec"]["selector"]["matchLabels"]
+    port = next(p for p in ctr["ports"] if p["name"] == svc["spec"]["ports"][0]["targetPort"])
+    assert ctr["args"][ctr["args"].index("--webhook-listen") + 1] == f":{port['containerPort']}"
+    assert "../webhook" in yaml.safe_load((ROOT / "config" / "default" / "kustomization.yaml").read_text())["bases"]
+
+
+def test_controller_rbac_narrows_webhook_writes_by_name() -> None:
+    from controller.certrotation import CONFIGURATION, SECRET
+
+    rules = [r for d in _docs("rbac/rbac.yaml") if d["kind"] in ("Role", "ClusterRole")
+             and d["metadata"]["name"] == "lbspeaker:controller" for r in d["rules"]]
+    secrets = [r for r in rules if "secrets" in r["resources"]]
+    assert {(tuple(r.get("resourceNames", ())), tuple(r["verbs"])) for r in secrets} == {
+        ((SECRET,), ("get", "update")), ((), ("create",))}
+    (vwc,) = [r for r in rules if "validatingwebhookconfigurations" in r["resources"]]
+    assert vwc["resourceNames"] == [CONFIGURATION] and vwc["verbs"] == ["get", "update"]
