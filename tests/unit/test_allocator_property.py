@@ -3,7 +3,8 @@
 Checked after every step, on the Services' status as the controller wrote it:
 - no IP is held by two Services that may not share it;
 - an edit of the pools or a restart never moves an IP while all of a Service's IPs are still in
-  one pool the Service may use (dual-stack may gain a family, never lose or change one);
+  one pool the Service may use, of families it still takes (dual-stack may gain a family, never
+  lose or change one);
 - the allocator's own view equals the status view.
 The model controller below follows Controller.rebuild/_load_config: adopt every status before
 allocating, keep the last good config when an edit is invalid.
@@ -22,6 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from controller.reconciler import decide
 from lbspeaker.core.allocator import Allocator
 from lbspeaker.core.config import Config, parse_config
+from lbspeaker.core.request import Refusal, parse_request
 from lbspeaker.core.service import ANN_LB_IPS, ANN_POOL, ANN_SHARED, IPAddress, Port, ServiceRef
 from lbspeaker.core.sharing import holder_of, incompatibility
 
@@ -152,6 +154,9 @@ class ControllerMachine(RuleBasedStateMachine):
     def allowed(self, key: str, ips: tuple[IPAddress, ...]) -> bool:
         """True when all ips lie in one pool the Service may use under the current config."""
         s = self.svc(key)
+        req = parse_request(s)
+        if isinstance(req, Refusal) or any(ip.version not in req.families for ip in ips):
+            return False  # the Service no longer takes that family (or its request is refused)
         pools = {self.alloc.pool_of(ip) for ip in ips}
         if not ips or len(pools) != 1 or None in pools:
             return False
