@@ -3,8 +3,9 @@
 Checked after every step, on the Services' status as the controller wrote it:
 - no IP is held by two Services that may not share it;
 - an edit of the pools or a restart never moves an IP while all of a Service's IPs are still in
-  one pool the Service may use, of families it still takes (dual-stack may gain a family, never
-  lose or change one);
+  one pool the Service may use, of families it still takes, and that pool's avoidBuggyIPs allows
+  them (dual-stack may gain a family, never lose or change one);
+- no Service holds an address its pool's avoidBuggyIPs forbids (MetalLB re-checks on every sync);
 - the allocator's own view equals the status view.
 The model controller below follows Controller.rebuild/_load_config: adopt every status before
 allocating, keep the last good config when an edit is invalid.
@@ -152,7 +153,7 @@ class ControllerMachine(RuleBasedStateMachine):
     # -- stability ------------------------------------------------------------------------
 
     def allowed(self, key: str, ips: tuple[IPAddress, ...]) -> bool:
-        """True when all ips lie in one pool the Service may use under the current config."""
+        """True when all ips lie in one pool the Service may use, and that pool allows, under the current config."""
         s = self.svc(key)
         req = parse_request(s)
         if isinstance(req, Refusal) or any(ip.version not in req.families for ip in ips):
@@ -162,6 +163,8 @@ class ControllerMachine(RuleBasedStateMachine):
             return False
         (p,) = pools
         assert p is not None
+        if any(p.forbids(ip) for ip in ips):
+            return False
         return p.allows("default", namespace_labels={}, service_labels=s.label_map) and s.annotation(ANN_POOL) in (
             None,
             p.name,
@@ -215,6 +218,13 @@ class ControllerMachine(RuleBasedStateMachine):
                 for b in holders[i + 1 :]:
                     assert incompatibility(a, b) is None, f"{ip} held by {a.key} and {b.key}"
             assert self.alloc.holders(ip) == sorted(f"default/{k}" for k in keys)
+
+    @invariant()
+    def no_address_its_pool_forbids(self) -> None:
+        for key, ips in self.status.items():
+            for ip in ips:
+                pool = self.alloc.pool_of(ip)
+                assert pool is None or not pool.forbids(ip), f"{key} holds {ip}, forbidden by '{pool.name}'"
 
     @invariant()
     def status_matches_allocator(self) -> None:
