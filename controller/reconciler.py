@@ -112,6 +112,17 @@ def _ips(ips: tuple[IPAddress, ...]) -> str:
     return ", ".join(str(ip) for ip in ips)
 
 
+def _cleared(out: Outcome, alloc: Allocator) -> str:
+    why = []
+    buggy = tuple(ip for ip in out.replaced if (p := alloc.pool_of(ip)) is not None and p.forbids(ip))
+    if buggy:
+        why.append(f"IP {_ips(buggy)} is forbidden by avoidBuggyIPs of its pool")
+    gone = tuple(ip for ip in out.replaced if ip not in buggy)
+    if gone:
+        why.append(f"IP {_ips(gone)} is in no pool the service may use")
+    return "; ".join(why) + "; " + (f"replaced by {_ips(out.ips)}" if out.ok else "released")
+
+
 def decide(
     svc: ServiceRef | None,
     key: str,
@@ -133,14 +144,7 @@ def decide(
     out = alloc.assign(svc, may_replace=may_replace)
     events: list[EventSpec] = []
     if out.replaced:
-        events.append(
-            EventSpec(
-                WARNING,
-                "ClearAssignment",
-                f"IP {_ips(out.replaced)} is in no pool the service may use; "
-                + (f"replaced by {_ips(out.ips)}" if out.ok else "released"),
-            )
-        )
+        events.append(EventSpec(WARNING, "ClearAssignment", _cleared(out, alloc)))
     if not out.ok:
         events.append(EventSpec(WARNING, "AllocationFailed", f"failed to allocate an IP: {out.message}"))
         cond = Condition("False", out.reason.value, out.message)

@@ -2,23 +2,24 @@
 
 Invariants:
 - An address is held either by one Service or by several mutually compatible ones (sharing.py).
-- A Service keeps the addresses it holds as long as they lie in a pool it may use and still
-  satisfy its request; pool edits and restarts move nothing (``adopt`` rebuilds from status).
-- No pool is ever enumerated: each range keeps the set of used offsets, a forward-only frontier
-  (every address below it is used or queued in ``holes``) and a heap of released addresses, so
-  an allocation costs O(log n) amortised whatever the pool size (an IPv6 /48 included).
+- A Service keeps the addresses it holds as long as they lie in a pool it may use, that pool's
+  ``avoidBuggyIPs`` allows them and they still satisfy its request; otherwise pool edits and
+  restarts move nothing (``adopt`` rebuilds from status).
+- Allocation follows MetalLB's ``Allocate``: scoped pools (``Pool.scoped``) that allow the Service
+  are tried before unscoped ones, each pool's ranges in the order ``spec.addresses`` lists them.
+- No pool is ever enumerated: each range has a ``ranges.RangeCursor``, so an allocation costs
+  O(log n) amortised whatever the pool size (an IPv6 /48 included).
 """
 
 from __future__ import annotations
 
 import bisect
-import heapq
 import ipaddress
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from lbspeaker.core.config import Config, Pool
-from lbspeaker.core.ranges import IPRange, count_buggy, is_buggy, next_good
+from lbspeaker.core.ranges import IPRange, PoolUsage, RangeCursor
 from lbspeaker.core.request import FAMILY_NAMES, Reason, Refusal, Request, parse_request
 from lbspeaker.core.service import IPAddress, ServiceRef
 from lbspeaker.core.sharing import Holder, holder_of, incompatibility
@@ -44,7 +45,9 @@ class Outcome:
     pool: str | None = None
     message: str = ""
     replaced: tuple[IPAddress, ...] = ()
-    """Addresses taken away because they left every pool the Service may use."""
+    """Addresses taken away because they left every pool the Service may use or its pool forbids them."""
+    partial: bool = False
+    """True when the Service got fewer families than it takes (PreferDualStack): worth a retry."""
 
     @property
     def ok(self) -> bool:
@@ -52,56 +55,16 @@ class Outcome:
         return self.reason in (Reason.ALLOCATED, Reason.KEPT)
 
 
-@dataclass(frozen=True)
-class PoolUsage:
-    """Counts of one pool and family (IPv6 totals can exceed int64; callers cap)."""
+class _RangeIndex(RangeCursor):
+    """A range's cursor, with the pool it belongs to and its place in that pool's list."""
 
-    assigned: int
-    available: int
-    total: int
+    __slots__ = ("pool", "pos")
 
-
-class _RangeIndex:
-    """Used offsets of one range and the cursor that finds the next free one."""
-
-    __slots__ = ("avoid", "frontier", "hi", "holes", "lo", "pool", "rng", "used", "version")
-
-    def __init__(self, pool: Pool, rng: IPRange) -> None:
+    def __init__(self, pool: Pool, rng: IPRange, pos: int) -> None:
+        super().__init__(rng, avoid_buggy=pool.avoid_buggy_ips)
         self.pool = pool
-        self.rng = rng
-        self.lo, self.hi, self.version = int(rng.first), int(rng.last), rng.version
-        self.avoid = pool.avoid_buggy_ips
-        self.used: set[int] = set()
-        self.frontier = self.lo
-        self.holes: list[int] = []
-
-    def peek(self) -> int | None:
-        """The lowest known free address (not taken until ``used`` gets it)."""
-        while self.holes:
-            h = self.holes[0]
-            if h in self.used or (self.avoid and is_buggy(h, self.version)):
-                heapq.heappop(self.holes)
-                continue
-            return h
-        f = next_good(self.frontier, self.version, self.avoid)
-        while f <= self.hi and f in self.used:
-            f = next_good(f + 1, self.version, self.avoid)
-        self.frontier = f
-        return f if f <= self.hi else None
-
-    def free(self, value: int) -> None:
-        """Forget that value is used."""
-        self.used.discard(value)
-        if value < self.frontier:
-            heapq.heappush(self.holes, value)
-
-    def usage(self) -> PoolUsage:
-        """Assigned, available and total counts of this range."""
-        buggy = count_buggy(self.lo, self.hi, self.version) if self.avoid else 0
-        total = self.rng.size - buggy
-        assigned = len(self.used)
-        used_good = assigned - (sum(1 for v in self.used if is_buggy(v, self.version)) if self.avoid else 0)
-        return PoolUsage(assigned=assigned, available=total - used_good, total=total)
+        self.pos = pos
+        """Index of the range in the pool's spec.addresses (allocation order)."""
 
 
 class Allocator:
@@ -125,16 +88,16 @@ class Allocator:
         return self._config
 
     def set_config(self, config: Config) -> None:
-        """Switch to a new config; held addresses stay held, even outside every pool."""
+        """Switch to a new config; held addresses stay held until ``assign`` re-checks them."""
         self._config = config
+        # per pool in spec.addresses order (MetalLB walks Pool.CIDR in that order); sorted for lookups
+        self._pool_ranges = {
+            p.name: [_RangeIndex(p, r, i) for i, r in enumerate(p.ranges)] for p in config.pools.values()
+        }
         self._ranges = sorted(
-            (_RangeIndex(p, r) for p in config.pools.values() for r in p.ranges),
-            key=lambda ri: (ri.version, ri.lo),
+            (ri for ris in self._pool_ranges.values() for ri in ris), key=lambda ri: (ri.version, ri.lo)
         )
         self._starts = [(ri.version, ri.lo) for ri in self._ranges]
-        self._pool_ranges = {}
-        for ri in self._ranges:
-            self._pool_ranges.setdefault(ri.pool.name, []).append(ri)
         for ip in self._by_ip:
             found = self._locate(ip)
             if found is not None:
@@ -152,6 +115,10 @@ class Allocator:
         """The pool holding ip, in O(log ranges)."""
         ri = self._locate(ip)
         return ri.pool if ri else None
+
+    def _forbidden(self, ip: IPAddress) -> bool:
+        ri = self._locate(ip)
+        return ri is not None and ri.pool.forbids(ip)
 
     # -- queries --------------------------------------------------------------------------
 
@@ -245,15 +212,19 @@ class Allocator:
 
     def _find_free(self, pool: Pool, version: int, holder: Holder) -> IPAddress | None:
         if holder.sharing_key:
-            for ip in sorted(self._by_sharing_key.get(holder.sharing_key, ()), key=lambda i: (i.version, int(i))):
+            shared: list[tuple[int, int, IPAddress]] = []
+            for ip in self._by_sharing_key.get(holder.sharing_key, ()):
                 ri = self._locate(ip)
                 if (
                     ip.version == version
                     and ri is not None
                     and ri.pool.name == pool.name
+                    and not pool.forbids(ip)
                     and self._conflict(ip, holder) is None
                 ):
-                    return ip
+                    shared.append((ri.pos, int(ip), ip))
+            if shared:
+                return min(shared)[2]
         for ri in self._pool_ranges.get(pool.name, ()):
             if ri.version == version:
                 v = ri.peek()
@@ -271,11 +242,19 @@ class Allocator:
         if isinstance(req, Refusal):
             self.release(svc.key)
             return Outcome(req.reason, message=req.message)
+        out = self._assign(svc, req, may_replace=may_replace)
+        return replace(out, partial=True) if out.ok and len(out.ips) < req.want else out
+
+    def _assign(self, svc: ServiceRef, req: Request, *, may_replace: bool) -> Outcome:
         cur = self._by_key.get(svc.key)
         cur_ips = cur.ips if cur is not None else svc.ingress_ips
+        # MetalLB's convergeBalancer re-Assigns the current IPs on every sync; Assign -> poolFor
+        # skips addresses the pool's avoidBuggyIPs forbids, so they are cleared and replaced.
+        forbidden = tuple(ip for ip in cur_ips if self._forbidden(ip))
         outside = tuple(ip for ip in cur_ips if self._locate(ip) is None)
         if (
             outside
+            and not forbidden
             and not may_replace
             and not req.requested
             and not any(self._conflict(ip, req.holder) for ip in cur_ips)
@@ -288,16 +267,17 @@ class Allocator:
                 None,
                 f"{', '.join(map(str, outside))} in no pool; kept while the config has errors",
             )
-        inside = tuple(ip for ip in cur_ips if ip not in outside)
+        invalid = tuple(ip for ip in cur_ips if ip in outside or ip in forbidden)
+        inside = tuple(ip for ip in cur_ips if ip not in invalid)
         if inside:
             kept = self._try_keep(svc, req, inside)
-            if kept is not None and not outside:
+            if kept is not None and not invalid:
                 return kept
-            if kept is not None:  # the family that left every pool was re-allocated in the kept pool
-                return Outcome(Reason.ALLOCATED, kept.ips, kept.pool, replaced=outside)
+            if kept is not None:  # the invalid family was re-allocated in the kept pool
+                return Outcome(Reason.ALLOCATED, kept.ips, kept.pool, replaced=invalid)
         self.release(svc.key)
         out = self._allocate_requested(svc, req) if req.requested else self._allocate_auto(svc, req)
-        return Outcome(out.reason, out.ips, out.pool, out.message, outside) if outside else out
+        return replace(out, replaced=invalid) if invalid else out
 
     def _try_keep(self, svc: ServiceRef, req: Request, ips: tuple[IPAddress, ...]) -> Outcome | None:
         ris = [self._locate(ip) for ip in ips]
@@ -337,6 +317,11 @@ class Allocator:
             ri = self._locate(ip)
             if ri is None:
                 return Outcome(Reason.REQUESTED_IP_IN_NO_POOL, message=f"requested IP {ip} belongs to no pool")
+            if ri.pool.forbids(ip):  # MetalLB: Assign -> poolFor skips it -> "not allowed in config"
+                return Outcome(
+                    Reason.NOT_ALLOWED,
+                    message=f"requested IP {ip} ends in .0 or .255: avoidBuggyIPs of pool '{ri.pool.name}' forbids it",
+                )
             pools.add(ri.pool.name)
         if len(pools) > 1:
             return Outcome(
@@ -371,8 +356,19 @@ class Allocator:
             candidates = [p for p in self._config.ordered_pools() if p.auto_assign and self._allows(p, svc)]
         if not candidates:
             return Outcome(Reason.NO_POOL, message=f"no pool with autoAssign allows service '{svc.key}'")
-        best: tuple[Pool, list[IPAddress]] | None = None
-        for pool in candidates:
+        # MetalLB's Allocate: the pinned (scoped) pools first; the others only when none of those serves
+        for scoped in (True, False):
+            best = self._best_pool([p for p in candidates if p.scoped is scoped], req)
+            if best is not None:
+                self._hold(req.holder, best[1])
+                return Outcome(Reason.ALLOCATED, tuple(best[1]), best[0].name)
+        return self._exhausted(candidates, req)
+
+    def _best_pool(self, pools: Sequence[Pool], req: Request) -> tuple[Pool, list[IPAddress]] | None:
+        """MetalLB's findBestPoolForService: the first pool giving every family wanted, else the
+        first giving the primary family (``spec.ipFamilies[0]``), else the first giving any."""
+        fallback: tuple[bool, Pool, list[IPAddress]] | None = None
+        for pool in pools:
             picks: list[IPAddress] = []
             for fam in req.families:
                 if len(picks) >= req.want:
@@ -381,14 +377,12 @@ class Allocator:
                 if ip is not None:
                     picks.append(ip)
             if len(picks) >= req.want:
-                best = (pool, picks)
-                break
-            if len(picks) >= req.need and best is None:
-                best = (pool, picks)
-        if best is None:
-            return self._exhausted(candidates, req)
-        self._hold(req.holder, best[1])
-        return Outcome(Reason.ALLOCATED, tuple(best[1]), best[0].name)
+                return pool, picks
+            if len(picks) >= req.need:
+                secondary = picks[0].version != req.families[0]
+                if fallback is None or (fallback[0] and not secondary):
+                    fallback = (secondary, pool, picks)
+        return (fallback[1], fallback[2]) if fallback is not None else None
 
     def _exhausted(self, candidates: list[Pool], req: Request) -> Outcome:
         wanted = set(req.families)

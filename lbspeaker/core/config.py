@@ -10,8 +10,9 @@ Decisions (documented for users in the CRD descriptions):
 - An L2Advertisement naming a pool that does not exist (or was rejected) stays valid, as in
   MetalLB; the missing name is ignored and reported as a warning.
 - An L2Advertisement with neither ``ipAddressPools`` nor ``ipAddressPoolSelectors`` covers all pools.
-- ``serviceAllocation.priority`` 0 or absent means "no priority" (tried after every pool that has
-  one), as in MetalLB.
+- Pool order, as in MetalLB's ``Allocate``: pools scoped by ``serviceAllocation`` (namespaces,
+  selectors or a priority) that allow the Service come first, by priority, 0 or absent last; the
+  unscoped pools after them. Ties go by name (MetalLB leaves them to map order).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 from lbspeaker.core.errors import ConfigError
 from lbspeaker.core.labels import LabelSelector, parse_selector
-from lbspeaker.core.ranges import IPRange, RangeSyntaxError, parse_range
+from lbspeaker.core.ranges import IPRange, RangeSyntaxError, is_buggy, parse_range
 from lbspeaker.core.service import IPAddress
 
 __all__ = ["GROUP", "VERSION", "Config", "IPRange", "L2Advertisement", "ParseResult", "Pool", "parse_config"]
@@ -76,10 +77,19 @@ class Pool:
                 return False
         return not self.service_selectors or any(s.matches(service_labels) for s in self.service_selectors)
 
+    def forbids(self, ip: IPAddress) -> bool:
+        """True when avoidBuggyIPs rules ip out (an IPv4 address ending in .0 or .255)."""
+        return self.avoid_buggy_ips and is_buggy(int(ip), ip.version)
+
     @property
-    def sort_key(self) -> tuple[bool, int, str]:
-        """Order in which pools are tried: by priority, pools without one last, then by name."""
-        return (self.priority is None, self.priority or 0, self.name)
+    def scoped(self) -> bool:
+        """True when serviceAllocation restricts or ranks the pool (MetalLB's "pinned" pools)."""
+        return bool(self.namespaces or self.namespace_selectors or self.service_selectors) or self.priority is not None
+
+    @property
+    def sort_key(self) -> tuple[bool, bool, int, str]:
+        """Order in which pools are tried: scoped ones by priority (none last), then unscoped, by name."""
+        return (not self.scoped, self.priority is None, self.priority or 0, self.name)
 
 
 @dataclass(frozen=True)

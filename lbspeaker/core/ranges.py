@@ -1,4 +1,4 @@
-"""Address ranges: parsing the pool notations and counting addresses without enumerating them.
+"""Address ranges: parsing the pool notations, counting addresses and finding free ones.
 
 Invariant: an ``IPRange`` holds addresses of one family with ``first <= last``. Nothing here
 ever iterates over the addresses of a range, so an IPv6 /48 costs the same as a /30.
@@ -6,6 +6,7 @@ ever iterates over the addresses of a range, so an IPv6 /48 costs the same as a 
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 from dataclasses import dataclass
 
@@ -120,3 +121,58 @@ def next_good(value: int, version: int, avoid_buggy: bool) -> int:
         if low == 255:
             return value + 2
     return value
+
+
+@dataclass(frozen=True)
+class PoolUsage:
+    """Counts of one range, or of one pool and family (IPv6 totals can exceed int64; callers cap)."""
+
+    assigned: int
+    available: int
+    total: int
+
+
+class RangeCursor:
+    """Used offsets of one range and the cursor that finds the next free one.
+
+    A forward-only frontier (every address below it is used or queued in ``holes``) and a heap of
+    released addresses make finding the lowest free address O(log n) amortised.
+    """
+
+    __slots__ = ("avoid", "frontier", "hi", "holes", "lo", "rng", "used", "version")
+
+    def __init__(self, rng: IPRange, *, avoid_buggy: bool) -> None:
+        self.rng = rng
+        self.lo, self.hi, self.version = int(rng.first), int(rng.last), rng.version
+        self.avoid = avoid_buggy
+        self.used: set[int] = set()
+        self.frontier = self.lo
+        self.holes: list[int] = []
+
+    def peek(self) -> int | None:
+        """The lowest known free address (not taken until ``used`` gets it)."""
+        while self.holes:
+            h = self.holes[0]
+            if h in self.used or (self.avoid and is_buggy(h, self.version)):
+                heapq.heappop(self.holes)
+                continue
+            return h
+        f = next_good(self.frontier, self.version, self.avoid)
+        while f <= self.hi and f in self.used:
+            f = next_good(f + 1, self.version, self.avoid)
+        self.frontier = f
+        return f if f <= self.hi else None
+
+    def free(self, value: int) -> None:
+        """Forget that value is used."""
+        self.used.discard(value)
+        if value < self.frontier:
+            heapq.heappush(self.holes, value)
+
+    def usage(self) -> PoolUsage:
+        """Assigned, available and total counts of this range."""
+        buggy = count_buggy(self.lo, self.hi, self.version) if self.avoid else 0
+        total = self.rng.size - buggy
+        assigned = len(self.used)
+        used_good = assigned - (sum(1 for v in self.used if is_buggy(v, self.version)) if self.avoid else 0)
+        return PoolUsage(assigned=assigned, available=total - used_good, total=total)

@@ -5,9 +5,10 @@ families allowed by the family policy); anything else is a ``Refusal`` with a us
 
 Family rules: SingleStack takes ``spec.ipFamilies[0]`` (either family when the list is empty);
 RequireDualStack needs both families from one pool; PreferDualStack takes as many families as
-``spec.ipFamilies`` lists (both when empty), at least one, and a pool that gives all of them beats
-a higher-priority pool that gives fewer. A missing family is added later, without moving the
-existing address, once its pool has one.
+``spec.ipFamilies`` lists (both when empty), at least one: a pool that gives all of them beats a
+higher-priority pool of the same tier (scoped pools before unscoped ones) that gives fewer, and
+among pools giving one, the first with ``spec.ipFamilies[0]`` wins. A missing family is added
+later, without moving the existing address, once its pool has one.
 """
 
 from __future__ import annotations

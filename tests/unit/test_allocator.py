@@ -252,6 +252,7 @@ def test_port_change_breaking_sharing_moves_only_the_changed_service() -> None:
 
 DUAL: PoolSpec = ("dual", ["192.0.2.0/30", "2001:db8::/64"], {})
 V4: PoolSpec = ("v4", ["198.51.100.0/30"], {"serviceAllocation": {"priority": 1}})
+DUAL_P2: PoolSpec = ("dual", ["192.0.2.0/30", "2001:db8::/64"], {"serviceAllocation": {"priority": 2}})
 
 
 @pytest.mark.parametrize(
@@ -260,8 +261,9 @@ V4: PoolSpec = ("v4", ["198.51.100.0/30"], {"serviceAllocation": {"priority": 1}
         ("SingleStack", ("IPv6",), [DUAL], ("2001:db8::",)),
         ("SingleStack", (), [DUAL], ("192.0.2.0",)),
         ("RequireDualStack", ("IPv6", "IPv4"), [V4, DUAL], ("2001:db8::", "192.0.2.0")),
-        # a pool giving both families beats a higher-priority single-family pool
-        ("PreferDualStack", ("IPv4", "IPv6"), [V4, DUAL], ("192.0.2.0", "2001:db8::")),
+        # a pool giving both families beats a higher-priority single-family pool of the same tier
+        # (scoped pools are tried before unscoped ones: test_allocator_parity.py)
+        ("PreferDualStack", ("IPv4", "IPv6"), [V4, DUAL_P2], ("192.0.2.0", "2001:db8::")),
         ("PreferDualStack", ("IPv4", "IPv6"), [V4], ("198.51.100.0",)),
         ("PreferDualStack", ("IPv4", "IPv6"), [DUAL], ("192.0.2.0", "2001:db8::")),
         ("PreferDualStack", ("IPv4",), [DUAL], ("192.0.2.0",)),

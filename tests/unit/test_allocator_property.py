@@ -3,7 +3,9 @@
 Checked after every step, on the Services' status as the controller wrote it:
 - no IP is held by two Services that may not share it;
 - an edit of the pools or a restart never moves an IP while all of a Service's IPs are still in
-  one pool the Service may use (dual-stack may gain a family, never lose or change one);
+  one pool the Service may use, of families it still takes, and that pool's avoidBuggyIPs allows
+  them (dual-stack may gain a family, never lose or change one);
+- no Service holds an address its pool's avoidBuggyIPs forbids (MetalLB re-checks on every sync);
 - the allocator's own view equals the status view.
 The model controller below follows Controller.rebuild/_load_config: adopt every status before
 allocating, keep the last good config when an edit is invalid.
@@ -22,6 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from controller.reconciler import decide
 from lbspeaker.core.allocator import Allocator
 from lbspeaker.core.config import Config, parse_config
+from lbspeaker.core.request import Refusal, parse_request
 from lbspeaker.core.service import ANN_LB_IPS, ANN_POOL, ANN_SHARED, IPAddress, Port, ServiceRef
 from lbspeaker.core.sharing import holder_of, incompatibility
 
@@ -150,13 +153,18 @@ class ControllerMachine(RuleBasedStateMachine):
     # -- stability ------------------------------------------------------------------------
 
     def allowed(self, key: str, ips: tuple[IPAddress, ...]) -> bool:
-        """True when all ips lie in one pool the Service may use under the current config."""
+        """True when all ips lie in one pool the Service may use, and that pool allows, under the current config."""
         s = self.svc(key)
+        req = parse_request(s)
+        if isinstance(req, Refusal) or any(ip.version not in req.families for ip in ips):
+            return False  # the Service no longer takes that family (or its request is refused)
         pools = {self.alloc.pool_of(ip) for ip in ips}
         if not ips or len(pools) != 1 or None in pools:
             return False
         (p,) = pools
         assert p is not None
+        if any(p.forbids(ip) for ip in ips):
+            return False
         return p.allows("default", namespace_labels={}, service_labels=s.label_map) and s.annotation(ANN_POOL) in (
             None,
             p.name,
@@ -210,6 +218,13 @@ class ControllerMachine(RuleBasedStateMachine):
                 for b in holders[i + 1 :]:
                     assert incompatibility(a, b) is None, f"{ip} held by {a.key} and {b.key}"
             assert self.alloc.holders(ip) == sorted(f"default/{k}" for k in keys)
+
+    @invariant()
+    def no_address_its_pool_forbids(self) -> None:
+        for key, ips in self.status.items():
+            for ip in ips:
+                pool = self.alloc.pool_of(ip)
+                assert pool is None or not pool.forbids(ip), f"{key} holds {ip}, forbidden by '{pool.name}'"
 
     @invariant()
     def status_matches_allocator(self) -> None:
