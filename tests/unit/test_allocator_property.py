@@ -8,7 +8,7 @@ Checked after every step, on the Services' status as the controller wrote it:
 - no Service holds an address its pool's avoidBuggyIPs forbids (MetalLB re-checks on every sync);
 - the allocator's own view equals the status view.
 The model controller below follows Controller.rebuild/_load_config: adopt every status before
-allocating, keep the last good config when an edit is invalid.
+allocating, keep each pool's last good version when an edit is invalid (the shared LastGood policy).
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from controller.reconciler import decide
 from lbspeaker.core.allocator import Allocator
-from lbspeaker.core.config import Config, parse_config
+from lbspeaker.core.config import Config
+from lbspeaker.core.lastgood import LastGood
+from lbspeaker.core.loader import RawConfig
 from lbspeaker.core.request import Refusal, parse_request
 from lbspeaker.core.service import ANN_LB_IPS, ANN_POOL, ANN_SHARED, IPAddress, Port, ServiceRef
 from lbspeaker.core.sharing import holder_of, incompatibility
@@ -117,13 +119,11 @@ class ControllerMachine(RuleBasedStateMachine):
             {"metadata": {"name": n, "creationTimestamp": f"2026-01-0{i + 1}T00:00:00Z"}, "spec": s}
             for i, (n, s) in enumerate(sorted(self.raw_pools.items()))
         ]
-        res = parse_config(pools=raw, l2_advertisements=[], namespaces=[{"metadata": {"name": "default"}}])
-        if not res.ok and self.good is not None:
-            return
-        self.ok = res.ok
-        if res.ok:
-            self.good = res.config
-        self.alloc.set_config(res.config)
+        live = RawConfig.of({"IPAddressPool": raw}, namespaces=[{"metadata": {"name": "default"}}])
+        out = self.last_good.update(live)
+        self.ok = out.complete
+        self.good = out.loaded.config.l2
+        self.alloc.set_config(self.good)
 
     def svc(self, key: str) -> ServiceRef:
         return make_service(key, self.attrs[key], self.status.get(key, ()))
@@ -143,6 +143,7 @@ class ControllerMachine(RuleBasedStateMachine):
     def restart(self) -> None:
         self.alloc = Allocator()
         self.good, self.ok = None, False
+        self.last_good = LastGood()  # a restarted controller has no memory (its ConfigurationState seed aside)
         self.load_config()
         for key in sorted(self.attrs):
             s = self.svc(key)
