@@ -127,6 +127,8 @@ class Controller:
         self._started = False
         self._failures: dict[str, int] = {}
         self._last_failure: dict[str, str] = {}
+        self._partial: set[str] = set()
+        """Keys of dual-stack Services holding one family of two (MetalLB retries them too)."""
         self._pending: dict[str, tuple[str, ...]] = {}
         """Per key, the resourceVersions around our last write (the last one is the result)."""
         self._expect: dict[str, tuple[Any, ...]] = {}
@@ -355,8 +357,13 @@ class Controller:
         decision = decide(svc, key, self.allocator, lb_class=self.lb_class, may_replace=self.config_ok)
         self._stats_dirty = True
         after = self.allocator.assignment(key)
+        if decision.outcome is not None and decision.outcome.partial:
+            self._partial.add(key)
+        else:
+            self._partial.discard(key)
         if before is not None and (after is None or set(before.ips) - set(after.ips)):
-            for waiting in list(self._last_failure):  # freed addresses: retry Services that found none
+            # freed addresses: retry Services that found none, and those missing a family
+            for waiting in [*self._last_failure, *self._partial]:
                 if waiting != key:
                     self.queue.add(waiting)
         if svc is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +17,8 @@ from controller.reconciler import decide
 from lbspeaker.core.allocator import Allocator, Reason
 from lbspeaker.core.config import Config, parse_config
 from lbspeaker.core.service import ANN_LB_IPS, IPAddress, Port, ServiceRef
+from lbspeaker.k8s.client import IPADDRESSPOOLS, SERVICES
+from tests.unit.test_controller_loop import NS, FakeKube, Running, wait_for
 
 PoolSpec = tuple[str, list[str], dict[str, Any]]
 
@@ -206,6 +209,49 @@ def test_metallb_prefer_dual_stack_takes_primary_family_from_ip_families_first(
     out = a.assign(svc(ip_family_policy="PreferDualStack", ip_families=families))
     assert out.ips == ips(*got)
     assert out.partial is (len(got) == 1)
+
+
+# -- 5. a dual-stack Service missing a family gains it once an address frees -----------------
+
+
+def dual_service(name: str, policy: str, families: list[str]) -> dict[str, Any]:
+    spec = {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}], "ipFamilies": families}
+    if policy:
+        spec["ipFamilyPolicy"] = policy
+    return {"metadata": {"name": name, "namespace": "default"}, "spec": spec}
+
+
+@pytest.fixture
+def one_each() -> Iterator[FakeKube]:
+    k = FakeKube()
+    k.create(IPADDRESSPOOLS, {"metadata": {"name": "p"}, "spec": {"addresses": ["192.0.2.200", "2001:db8::1"]}}, NS)
+    try:
+        yield k
+    finally:
+        k.closed = True
+
+
+# MetalLB: convergeBalancer calls AllocateFromPoolForAdditionalFamily (same pool, existing IP kept)
+# for a PreferDualStack Service holding one IP, and SetBalancer returns SyncStateReprocessAll when a
+# Service released addresses (controller/main.go), so every Service is converged again.
+@pytest.mark.parametrize("free", ["delete", "type_change"])
+def test_metallb_dual_stack_service_missing_a_family_gains_it_when_an_address_frees(
+    one_each: FakeKube, free: str
+) -> None:
+    kube = one_each
+    kube.create(SERVICES, dual_service("v6", "", ["IPv6"]), "default")
+    run = Running(kube)
+    try:
+        wait_for(lambda: kube.ingress("v6") == ["2001:db8::1"], "IPv6 for v6")
+        kube.create(SERVICES, dual_service("both", "PreferDualStack", ["IPv4", "IPv6"]), "default")
+        wait_for(lambda: kube.ingress("both") == ["192.0.2.200"], "IPv4 only for both")
+        if free == "delete":
+            kube.delete(SERVICES, "v6", "default")
+        else:
+            kube.replace_spec(SERVICES, "v6", "default", {"type": "ClusterIP", "ports": [{"port": 80}]})
+        wait_for(lambda: kube.ingress("both") == ["192.0.2.200", "2001:db8::1"], "both gains IPv6, keeps IPv4")
+    finally:
+        run.stop()
 
 
 # -- 6. ranges in the order the pool lists them -----------------------------------------------
