@@ -106,8 +106,7 @@ class LastGood:
         base_bad: frozenset[ObjKey] | None = None
         while res.errors:
             bad = res.error_keys()
-            own = {error_key(e): e for e in res.errors if error_key(e) in bad and error_key(e) in changed}
-            own = {k: e for k, e in own.items() if k not in rejected}
+            own = {error_key(e): e for e in res.errors if error_key(e) in changed and error_key(e) not in rejected}
             if own:
                 for k, e in own.items():
                     rejected[k] = e
