@@ -110,10 +110,12 @@ rm -f "$CACHE"/wheels/lbspeaker-*.whl
 step "Python packages"
 SITE=$ROOT/usr/local/lib/python$PYVER/dist-packages
 target=(--python-version "$PYVER" --implementation cp --abi "cp${PYVER/./}" --only-binary=:all: --no-cache-dir
-        --root-user-action=ignore --find-links "$WORK/wheel" --platform manylinux2014_x86_64)
+        --find-links "$WORK/wheel" --platform manylinux2014_x86_64)
 for v in $(seq 17 36); do target+=(--platform "manylinux_2_${v}_x86_64"); done  # bookworm has glibc 2.36
 install() {
-  "$PY" -m pip install -q --no-index --find-links "$CACHE/wheels" "${target[@]}" --no-compile --no-warn-conflicts \
+  # --root-user-action is an install option only (pip download refuses it)
+  "$PY" -m pip install -q --no-index --root-user-action=ignore --find-links "$CACHE/wheels" "${target[@]}" \
+    --no-compile --no-warn-conflicts \
     --target "$SITE" "lbspeaker[bgp]==$VERSION" >&2
 }
 if [ "${REFRESH:-0}" = 1 ] || ! install 2>/dev/null; then
